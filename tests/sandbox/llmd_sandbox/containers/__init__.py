@@ -1,0 +1,1 @@
+"""Programs that run as the containers of sandbox pods (see ARCHITECTURE.md)."""
