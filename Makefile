@@ -8,6 +8,10 @@ VENV       := $(ROOT)/.venv
 VENV_OLD   := $(ROOT)/.venv-oldest
 COLL_ROOT  := $(ROOT)/.cache/collections
 COLL_DIR   := $(COLL_ROOT)/ansible_collections/llmd/verify
+# ansible-test wants to run inside .../ansible_collections/llmd/verify and resolves symlinks, so it
+# gets a copy of the files git would see (tracked and untracked-but-not-ignored), synced before each run.
+# The copy lives outside the checkout: inside it, ansible-test would ask git and find every file ignored.
+TEST_DIR   := $(HOME)/.cache/llmd-verify-test/$(shell printf %s "$(ROOT)" | md5sum | cut -c1-12)/ansible_collections/llmd/verify
 BIN        := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 # kubectl keeps its discovery cache per server address; sandboxes reuse addresses, so keep ours private.
@@ -22,7 +26,7 @@ SANITY_ARGS ?=
 UNITS_ARGS ?=
 INTEGRATION_ARGS ?=
 
-.PHONY: help setup setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration e2e lint test demo bench build clean
+.PHONY: help setup sync-test-tree setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration e2e lint test demo bench build clean
 
 help:
 	@echo "make demo   verify playbooks/verify.yml against the sandbox's inference-scheduling scenario"
@@ -58,30 +62,33 @@ $(COLL_DIR):
 setup: $(VENV)/.stamp $(COLL_DIR) .cache/host.stamp
 	$(BIN)/python tests/tools/install_pip_standin.py >/dev/null
 
+sync-test-tree:
+	$(BIN)/python tests/tools/sync_test_tree.py $(TEST_DIR)
+
 setup-oldest: setup $(VENV_OLD)/.stamp
 	$(VENV_OLD)/bin/python tests/tools/install_pip_standin.py >/dev/null
 
 ## ---- tests --------------------------------------------------------------------------------
 
-sanity: setup
-	cd $(COLL_DIR) && $(BIN)/ansible-test sanity --venv --python $(PY_NEW_VERSION) --color no $(SANITY_ARGS)
+sanity: setup sync-test-tree
+	cd $(TEST_DIR) && $(BIN)/ansible-test sanity --venv --python $(PY_NEW_VERSION) --color no $(SANITY_ARGS)
 
-sanity-oldest: setup-oldest
-	cd $(COLL_DIR) && $(VENV_OLD)/bin/ansible-test sanity --venv --python 3.11 --color no $(SANITY_ARGS)
+sanity-oldest: setup-oldest sync-test-tree
+	cd $(TEST_DIR) && $(VENV_OLD)/bin/ansible-test sanity --venv --python 3.11 --color no $(SANITY_ARGS)
 
-units: setup
-	cd $(COLL_DIR) && $(BIN)/ansible-test units --venv --python $(PY_NEW_VERSION) --color no $(UNITS_ARGS)
+units: setup sync-test-tree
+	cd $(TEST_DIR) && $(BIN)/ansible-test units --venv --python $(PY_NEW_VERSION) --color no $(UNITS_ARGS)
 
-units-oldest: setup-oldest
-	cd $(COLL_DIR) && $(VENV_OLD)/bin/ansible-test units --venv --python 3.11 --color no $(UNITS_ARGS)
+units-oldest: setup-oldest sync-test-tree
+	cd $(TEST_DIR) && $(VENV_OLD)/bin/ansible-test units --venv --python 3.11 --color no $(UNITS_ARGS)
 
 # The sandbox's own fidelity tests: real kubectl, kubernetes and openai clients against it.
 sandbox-test: setup
 	cd tests/sandbox && $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # Integration targets run in the dev venv, each starting the sandbox scenario it needs.
-integration: setup
-	cd $(COLL_DIR) && $(BIN)/ansible-test integration --local --python $(PY_NEW_VERSION) --color no $(INTEGRATION_ARGS)
+integration: setup sync-test-tree
+	cd $(TEST_DIR) && $(BIN)/ansible-test integration --local --python $(PY_NEW_VERSION) --color no $(INTEGRATION_ARGS)
 
 lint: setup
 	$(BIN)/ansible-lint --offline --profile production roles playbooks
@@ -100,4 +107,4 @@ build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
 clean:
-	rm -rf .cache tests/output dist
+	rm -rf .cache tests/output dist $(dir $(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(TEST_DIR))))))
