@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render a verification run as JSON, JUnit XML and Markdown, and as a short summary.
+
+A run is a dict: ``title``, ``cluster``, ``endpoint`` ({url, mode, ...}), ``models`` (ids) and
+``checks``, each ``{name, status (passed|failed|skipped), time (seconds), message, cause, details}``.
+Pure functions: the module writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+STATUSES = ("passed", "failed", "skipped")
+
+
+def normalize_checks(checks):
+    """Return the checks with every field present and typed, in their order."""
+    result = []
+    for index, check in enumerate(checks or []):
+        status = str(check.get("status") or "failed").lower()
+        if status not in STATUSES:
+            status = "failed"
+        try:
+            seconds = max(float(check.get("time") or 0.0), 0.0)
+        except (TypeError, ValueError):
+            seconds = 0.0
+        result.append({
+            "name": str(check.get("name") or "check-%d" % (index + 1)),
+            "status": status,
+            "time": round(seconds, 6),
+            "message": str(check.get("message") or ""),
+            "cause": str(check.get("cause") or ""),
+            "details": check.get("details") if check.get("details") is not None else {},
+        })
+    return result
+
+
+def tally(checks):
+    """Count the checks by status."""
+    counts = dict((status, 0) for status in STATUSES)
+    for check in checks:
+        counts[check["status"]] += 1
+    counts["total"] = len(checks)
+    return counts
+
+
+def build_run(title, cluster, endpoint, models, checks, problems, timestamp):
+    """Assemble the run document that every format is rendered from."""
+    checks = normalize_checks(checks)
+    counts = tally(checks)
+    return {
+        "title": title,
+        "cluster": cluster,
+        "timestamp": timestamp,
+        "endpoint": endpoint or {},
+        "models": list(models or []),
+        "problems": list(problems or []),
+        "checks": checks,
+        "counts": counts,
+        "ok": counts["failed"] == 0,
+        "time": round(sum(check["time"] for check in checks), 6),
+    }
+
+
+def render_json(run):
+    return json.dumps(run, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def render_junit(run):
+    """JUnit XML as CI systems read it: one testsuite per cluster, one testcase per check."""
+    counts = run["counts"]
+    suite_name = "llmd.verify %s" % run["cluster"] if run["cluster"] else "llmd.verify"
+    totals = {
+        "name": suite_name,
+        "tests": str(counts["total"]),
+        "failures": str(counts["failed"]),
+        "errors": "0",
+        "skipped": str(counts["skipped"]),
+        "time": "%.6f" % run["time"],
+    }
+    root = ET.Element("testsuites", totals)
+    suite = ET.SubElement(root, "testsuite", dict(totals, timestamp=run["timestamp"], hostname=run["cluster"] or "localhost"))
+    properties = ET.SubElement(suite, "properties")
+    endpoint = run["endpoint"]
+    for key in ("url", "mode"):
+        if endpoint.get(key):
+            ET.SubElement(properties, "property", {"name": "endpoint.%s" % key, "value": str(endpoint[key])})
+    if run["models"]:
+        ET.SubElement(properties, "property", {"name": "models", "value": ",".join(run["models"])})
+    classname = "llmd.verify.%s" % (run["cluster"] or "localhost")
+    for check in run["checks"]:
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": check["name"], "time": "%.6f" % check["time"]})
+        if check["status"] == "failed":
+            failure = ET.SubElement(case, "failure", {"message": check["message"] or "failed", "type": check["cause"] or "failure"})
+            failure.text = _details_text(check)
+        elif check["status"] == "skipped":
+            ET.SubElement(case, "skipped", {"message": check["message"] or "skipped"})
+        elif check["message"]:
+            ET.SubElement(case, "system-out").text = check["message"]
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _details_text(check):
+    lines = [check["message"]]
+    if check["cause"]:
+        lines.append("likely cause: %s" % check["cause"])
+    if check["details"]:
+        lines.append(json.dumps(check["details"], indent=2, sort_keys=True, default=str))
+    return "\n".join(line for line in lines if line)
+
+
+def _md_cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(run):
+    counts = run["counts"]
+    verdict = "PASSED" if run["ok"] else "FAILED"
+    endpoint = run["endpoint"]
+    lines = [
+        "# %s: %s" % (run["title"], verdict),
+        "",
+        "- cluster: %s" % (run["cluster"] or "localhost"),
+        "- endpoint: %s (mode: %s)" % (endpoint.get("url") or "-", endpoint.get("mode") or "-"),
+        "- models: %s" % (", ".join(run["models"]) or "-"),
+        "- checks: %d passed, %d failed, %d skipped" % (counts["passed"], counts["failed"], counts["skipped"]),
+        "- time: %s" % run["timestamp"],
+        "",
+        "| check | result | time (s) | details |",
+        "|---|---|---|---|",
+    ]
+    for check in run["checks"]:
+        detail = check["message"]
+        if check["cause"]:
+            detail = "%s (likely cause: %s)" % (detail, check["cause"])
+        lines.append("| %s | %s | %.3f | %s |" % (_md_cell(check["name"]), check["status"], check["time"], _md_cell(detail)))
+    if run["problems"]:
+        lines.extend(["", "## Problems found", ""])
+        lines.extend("- %s" % _md_cell(problem if not isinstance(problem, dict) else problem.get("message", problem)) for problem in run["problems"])
+    return "\n".join(lines) + "\n"
+
+
+def render_summary(run):
+    """The few lines printed at the end of a play."""
+    counts = run["counts"]
+    endpoint = run["endpoint"]
+    lines = [
+        "%s %s: %s (%d passed, %d failed, %d skipped)" % (
+            run["title"], run["cluster"] or "localhost", "PASSED" if run["ok"] else "FAILED",
+            counts["passed"], counts["failed"], counts["skipped"]),
+        "endpoint: %s (mode: %s)" % (endpoint.get("url") or "-", endpoint.get("mode") or "-"),
+        "models: %s" % (", ".join(run["models"]) or "-"),
+    ]
+    for check in run["checks"]:
+        line = "  [%s] %s (%.3f s)" % (check["status"].upper(), check["name"], check["time"])
+        if check["message"]:
+            line += ": %s" % check["message"]
+        if check["status"] == "failed" and check["cause"]:
+            line += " -- likely cause: %s" % check["cause"]
+        lines.append(line)
+    return lines
+
+
+RENDERERS = {
+    "json": ("report.json", render_json),
+    "junit": ("junit.xml", render_junit),
+    "markdown": ("report.md", render_markdown),
+}

@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from ansible_collections.llmd.verify.plugins.module_utils._report import (
+    build_run,
+    render_json,
+    render_junit,
+    render_markdown,
+    render_summary,
+)
+
+CHECKS = [
+    {"name": "models", "status": "passed", "time": 0.04},
+    {"name": "completions", "status": "failed", "time": "0.5", "message": "HTTP 503 no healthy upstream",
+     "cause": "no decode pod is Ready", "details": {"status": 503}},
+    {"name": "chat", "status": "skipped", "message": "not expected for this guide"},
+    {"name": "weird|name", "status": "bogus", "time": "NaN?"},
+]
+
+
+def make_run(checks=None):
+    return build_run("llm-d verification", "prod-east", {"url": "http://10.0.0.1", "mode": "gateway"},
+                     ["random"], CHECKS if checks is None else checks, [], "2026-11-27T00:00:00+00:00")
+
+
+def test_counts_and_verdict():
+    run = make_run()
+    assert run["counts"] == {"passed": 1, "failed": 2, "skipped": 1, "total": 4}
+    assert run["ok"] is False
+    # An unknown status is a failure, and an unparsable time is zero, not an exception.
+    assert run["checks"][3]["status"] == "failed"
+    assert run["checks"][3]["time"] == 0.0
+    assert make_run([{"name": "models", "status": "passed", "time": 1}])["ok"] is True
+
+
+def test_json_round_trips():
+    run = make_run()
+    assert json.loads(render_json(run)) == json.loads(json.dumps(run))
+
+
+def test_junit_has_one_testcase_per_check_with_failures_and_skips():
+    root = ET.fromstring(render_junit(make_run()).encode("utf-8"))
+    assert root.tag == "testsuites"
+    suite = root.find("testsuite")
+    assert suite.get("tests") == "4" and suite.get("failures") == "2" and suite.get("skipped") == "1"
+    cases = suite.findall("testcase")
+    assert [case.get("name") for case in cases] == ["models", "completions", "chat", "weird|name"]
+    assert cases[1].find("failure").get("message") == "HTTP 503 no healthy upstream"
+    assert "no decode pod is Ready" in cases[1].find("failure").text
+    assert cases[2].find("skipped") is not None
+    assert float(cases[1].get("time")) == 0.5
+
+
+def test_markdown_escapes_pipes_and_names_the_cause():
+    text = render_markdown(make_run())
+    assert "# llm-d verification: FAILED" in text
+    assert "weird\\|name" in text
+    assert "likely cause: no decode pod is Ready" in text
+
+
+def test_summary_lines():
+    lines = render_summary(make_run())
+    assert lines[0].startswith("llm-d verification prod-east: FAILED (1 passed, 2 failed, 1 skipped)")
+    assert any("[FAILED] completions" in line and "likely cause" in line for line in lines)
