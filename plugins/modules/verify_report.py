@@ -17,11 +17,13 @@ description:
   - Returns the same run and a short summary to print at the end of a play.
   - Writing the report never fails because a check failed; the caller decides what a failed check means.
 author:
-  - llmd.verify contributors
+  - llmd.verify contributors (@llm-d)
+extends_documentation_fragment:
+  - llmd.verify.attributes
 attributes:
   check_mode:
     support: full
-    details: In check mode the files are not written; RV(changed) says whether they would change.
+    details: In check mode the files are not written; C(changed) says whether they would change.
   diff_mode:
     support: none
 options:
