@@ -25,9 +25,10 @@ class Resource:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    def forbidden_name(self, subresource: str | None = None) -> str:
-        """The resource as RBAC messages name it: `pods` or `pods/log`."""
-        return f"{self.plural}/{subresource}" if subresource else self.plural
+    @property
+    def qualified_name(self) -> str:
+        """The resource as error messages name it: `pods`, `deployments.apps`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
 RESOURCES: tuple[Resource, ...] = (
