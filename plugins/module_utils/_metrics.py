@@ -1,0 +1,247 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prometheus metrics of model-server pods, EPP Services and URLs: read, parse, filter, diff.
+
+The text is parsed with prometheus_client's parser. Parsing never raises: a malformed line is skipped
+and counted, so one bad line does not hide the rest of a scrape.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import traceback
+
+from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import ApiProxyTransport
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport, TransportError
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import auth_options
+from ansible_collections.llmd.verify.plugins.module_utils._openai import api_error, describe_error
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    HAS_PROMETHEUS_CLIENT = False
+    PROMETHEUS_CLIENT_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_PROMETHEUS_CLIENT = True
+    PROMETHEUS_CLIENT_IMPORT_ERROR = None
+
+ROLE_LABEL = "llm-d.ai/role"
+DEFAULT_POD_PORT = 8000
+
+
+# ---- parsing and arithmetic: pure, never raise -------------------------------------------------------
+
+def _families(text):
+    """(samples, None) or (None, the parser's complaint)."""
+    try:
+        return [sample for family in text_string_to_metric_families(text) for sample in family.samples], None
+    except (ValueError, IndexError, KeyError, TypeError) as exc:  # the parser's ways of rejecting text
+        return None, str(exc) or type(exc).__name__
+
+
+def parse_metrics(text, names=None):
+    """Parse Prometheus text; return (samples, skipped lines).
+
+    samples: [{name, labels, value}] for the sample names (or their family names) matching names, which
+    may hold shell-style patterns (vllm:*); all samples when names is empty.
+    """
+    if not HAS_PROMETHEUS_CLIENT:
+        raise LlmdError("the prometheus-client Python package is required", hint="pip install prometheus-client",
+                        exception=PROMETHEUS_CLIENT_IMPORT_ERROR)
+    samples, problem = _families(text)
+    skipped = 0
+    if problem is not None:
+        # Reparse line by line, keeping every sample line the parser accepts on its own.
+        samples = []
+        for line in text.splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parsed, line_problem = _families(line + "\n")
+            if line_problem is None:
+                samples.extend(parsed)
+            else:
+                skipped += 1
+    wanted = [_sample(sample) for sample in samples if _matches(sample.name, names)]
+    return wanted, skipped
+
+
+def _sample(sample):
+    value = sample.value
+    return {"name": sample.name, "labels": dict(sample.labels),
+            "value": value if isinstance(value, (int, float)) and math.isfinite(value) else None}
+
+
+def _matches(name, names):
+    if not names:
+        return True
+    for pattern in names:
+        if name == pattern or fnmatch.fnmatchcase(name, pattern):
+            return True
+        # A counter family "vllm:request_success" also selects its "_total" and "_created" samples.
+        if name.startswith(pattern + "_") and name[len(pattern):] in ("_total", "_created", "_count", "_sum", "_bucket"):
+            return True
+    return False
+
+
+def group_by_name(samples):
+    """{name: [{labels, value}]} in the order met."""
+    grouped = {}
+    for sample in samples:
+        grouped.setdefault(sample["name"], []).append({"labels": sample["labels"], "value": sample["value"]})
+    return grouped
+
+
+def _key(labels):
+    return tuple(sorted(labels.items()))
+
+
+def diff_targets(before, after):
+    """What changed between two reads of the same targets.
+
+    {target: {metric: {delta, samples: [{labels, before, after, delta}]}}} for every target and metric
+    in both reads; a sample missing from the first read counts from 0 (a counter born since).
+    """
+    changes = {}
+    for target, now in after.items():
+        then = (before.get(target) or {}).get("metrics")
+        if not isinstance(then, dict) or not isinstance(now.get("metrics"), dict):
+            continue
+        for name, samples in now["metrics"].items():
+            old = {_key(entry.get("labels") or {}): entry.get("value") for entry in then.get(name) or [] if isinstance(entry, dict)}
+            rows = []
+            for entry in samples:
+                previous = old.get(_key(entry["labels"]), 0.0)
+                delta = entry["value"] - previous if isinstance(entry["value"], (int, float)) and isinstance(previous, (int, float)) else None
+                rows.append({"labels": entry["labels"], "before": previous, "after": entry["value"], "delta": delta})
+            deltas = [row["delta"] for row in rows if row["delta"] is not None]
+            changes.setdefault(target, {})[name] = {"delta": sum(deltas) if deltas else None, "samples": rows}
+    return changes
+
+
+# ---- reading -----------------------------------------------------------------------------------------
+
+def pod_metrics_port(pod):
+    """The port of a pod's model server: the vllm container's port (its first declared port or --port)."""
+    containers = list(pod.spec.containers or [])
+    chosen = next((c for c in containers if c.name == "vllm"), containers[0] if containers else None)
+    if chosen is None:
+        return DEFAULT_POD_PORT
+    args = list(chosen.args or []) + list(chosen.command or [])
+    for index, arg in enumerate(args):
+        if arg == "--port" and index + 1 < len(args) and str(args[index + 1]).isdigit():
+            return int(args[index + 1])
+        if arg.startswith("--port=") and arg[7:].isdigit():
+            return int(arg[7:])
+    for port in chosen.ports or []:
+        return port.container_port
+    return DEFAULT_POD_PORT
+
+
+def pod_selector(role=None, label_selectors=None):
+    """One label selector for the llm-d role and the other selectors (None when there are none)."""
+    selectors = list(label_selectors or [])
+    if role:
+        selectors.append("%s=%s" % (ROLE_LABEL, role))
+    return ",".join(selectors) or None
+
+
+def _scrape(transport, path, names):
+    """{status, metrics, skipped_lines} or {status, error} for one target."""
+    try:
+        response = transport.request("GET", path)
+    except TransportError as err:
+        return {"status": None, "error": err.msg, "phase": err.phase}
+    try:
+        data = response.read()
+    except TransportError as err:
+        return {"status": response.status, "error": err.msg, "phase": err.phase}
+    finally:
+        response.close()
+    if response.status != 200:
+        return {"status": response.status, "error": describe_error(api_error(response.status, data))}
+    samples, skipped = parse_metrics(data.decode("utf-8", errors="replace"), names)
+    return {"status": 200, "metrics": group_by_name(samples), "skipped_lines": skipped}
+
+
+def read_metrics(params, make_api_client=None):
+    """Read every target the options name; fail when any could not be read (the partial result attached).
+
+    params: the Kubernetes auth options, namespace, pods, role, label_selectors, port, services, urls, path,
+    names, previous, headers, timeout, scheme. Pods and Services are read through the API server proxy with
+    the ApiClient make_api_client() returns (by default, module_utils._k8s_client's for the auth options).
+    """
+    targets = {}
+    path, names, timeout = params.get("path") or "/metrics", params.get("names") or [], params.get("timeout") or 30
+    wants_pods = params.get("pods") or params.get("role") or params.get("label_selectors")
+    api_client = None
+    if wants_pods or params.get("services"):
+        api_client = (make_api_client or (lambda: _default_api_client(params)))()
+    if wants_pods:
+        pods = _list_pods(api_client, params)
+        if not pods:
+            raise LlmdError("no pod in namespace %s matches %s" % (params["namespace"], _describe_selection(params)),
+                            hint="check role (decode or prefill) and label_selectors against kubectl get pods --show-labels")
+        for pod in pods:
+            port = params.get("port") or pod_metrics_port(pod)
+            transport = ApiProxyTransport(api_client, params["namespace"], "pods", pod.metadata.name, port,
+                                          params.get("scheme") or "http", timeout, params.get("headers"))
+            entry = {"kind": "pod", "name": pod.metadata.name, "namespace": params["namespace"], "port": str(port), "path": path,
+                     "role": (pod.metadata.labels or {}).get(ROLE_LABEL)}
+            entry.update(_scrape(transport, path, names))
+            targets["pod/%s" % pod.metadata.name] = entry
+    for service in params.get("services") or []:
+        name, _sep, port = service.partition(":")
+        transport = ApiProxyTransport(api_client, params["namespace"], "services", name, port or None,
+                                      params.get("scheme") or "http", timeout, params.get("headers"))
+        entry = {"kind": "service", "name": name, "namespace": params["namespace"], "port": port or None, "path": path}
+        entry.update(_scrape(transport, path, names))
+        targets["service/%s" % service] = entry
+    for url in params.get("urls") or []:
+        transport = HttpTransport(url, headers=params.get("headers"), validate_certs=params.get("validate_certs", True),
+                                  ca_path=params.get("ca_path"), timeout=timeout)
+        entry = {"kind": "url", "name": url, "path": ""}
+        entry.update(_scrape(transport, "", names))
+        transport.close()
+        targets["url/%s" % url] = entry
+    if not targets:
+        raise LlmdError("nothing to read", hint="give pods, role, label_selectors, services or urls")
+    result = {"targets": targets}
+    previous = params.get("previous")
+    if previous:
+        before = previous.get("targets") if isinstance(previous.get("targets"), dict) else previous
+        result["diff"] = diff_targets(before, targets)
+    failed = {key: entry["error"] for key, entry in targets.items() if entry.get("error")}
+    if failed:
+        raise LlmdError("could not read the metrics of %s" % "; ".join("%s: %s" % item for item in failed.items()),
+                        hint="for pods check the port (the vllm container's) and RBAC on pods/proxy; for services, services/proxy",
+                        **result)
+    return result
+
+
+def _default_api_client(params):
+    # Imported here: loading kubernetes takes ~0.3 s, and url-only reads do not need it.
+    from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import get_api_client
+    return get_api_client(auth_options(params))
+
+
+def _list_pods(api_client, params):
+    from kubernetes.client import CoreV1Api
+    from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_call
+
+    core, namespace = CoreV1Api(api_client), params["namespace"]
+    if params.get("pods"):
+        return [k8s_call(core.read_namespaced_pod, name, namespace, verb="get", resource="pods", namespace=namespace, name=name)
+                for name in params["pods"]]
+    return k8s_call(core.list_namespaced_pod, namespace, label_selector=pod_selector(params.get("role"), params.get("label_selectors")),
+                    verb="list", resource="pods", namespace=namespace).items
+
+
+def _describe_selection(params):
+    parts = []
+    if params.get("role"):
+        parts.append("role=%s" % params["role"])
+    parts.extend(params.get("label_selectors") or [])
+    return ", ".join(parts) or "the selection"
