@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from ansible_collections.llmd.verify.plugins.module_utils._diagnosis import likely_cause
+
 STATUSES = ("passed", "failed", "skipped")
 
 
@@ -27,13 +29,15 @@ def normalize_checks(checks):
             seconds = max(float(check.get("time") or 0.0), 0.0)
         except (TypeError, ValueError):
             seconds = 0.0
+        details = check.get("details") if check.get("details") is not None else {}
+        cause = check.get("cause") or (likely_cause(details) if status == "failed" else "")
         result.append({
             "name": str(check.get("name") or "check-%d" % (index + 1)),
             "status": status,
             "time": round(seconds, 6),
             "message": str(check.get("message") or ""),
-            "cause": str(check.get("cause") or ""),
-            "details": check.get("details") if check.get("details") is not None else {},
+            "cause": str(cause),
+            "details": details,
         })
     return result
 

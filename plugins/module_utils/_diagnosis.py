@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Name the likely cause of a failed check from what the check saw.
+
+The input is the result of a check module (models_info, inference_check, port_forward, ...): its
+HTTP ``status``, ``error`` (message/type/body), ``phase`` and ``msg``. The rules encode what llm-d
+users meet most (FACTS.md: "Users' recurring troubles"); the first rule that matches wins.
+"""
+
+from __future__ import annotations
+
+
+def _text(result):
+    error = result.get("error") or {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    parts = [result.get("msg"), error.get("message"), error.get("type"), error.get("body")]
+    parts.extend(result.get("problems") or [])
+    return " ".join(str(part) for part in parts if part).lower()
+
+
+def _status(result):
+    status = result.get("status")
+    if status is None and isinstance(result.get("error"), dict):
+        status = result["error"].get("status")
+    try:
+        return int(status)
+    except (TypeError, ValueError):
+        return None
+
+
+RULES = (
+    (lambda s, t, p: "forbidden" in t or s == 403 and "kubernetes" in t,
+     "the Kubernetes credentials lack a permission the check needs (see docs/rbac.md)"),
+    (lambda s, t, p: "no healthy upstream" in t or "no endpoints" in t,
+     "the gateway has no Ready model server behind it: decode pods are not Ready (vLLM still loading or "
+     "crash-looping) or the InferencePool selects no pods"),
+    (lambda s, t, p: "decode node is not ready" in t or "failed to connect to vllm" in t or (s == 502 and not t.strip()),
+     "the routing-proxy sidecar cannot reach vLLM on its pod yet: vLLM is still starting, or has died"),
+    (lambda s, t, p: "inferencepool" in t and "not found" in t,
+     "the HTTPRoute points at an InferencePool of another API group than the one installed"),
+    (lambda s, t, p: s == 404 and ("does not exist" in t or "notfounderror" in t),
+     "the model is not served by this deployment: compare the request's model with /v1/models"),
+    (lambda s, t, p: s == 404,
+     "nothing routes this path: the HTTPRoute is missing, not attached to the Gateway, or not programmed yet"),
+    (lambda s, t, p: s == 429,
+     "the pool is saturated: the endpoint picker's queue is full"),
+    (lambda s, t, p: s in (401, 403),
+     "the endpoint requires credentials: set the API key the gateway expects"),
+    (lambda s, t, p: s == 504 or p in ("first_byte", "stream") and "timed out" in t,
+     "a timeout on the way: a Route or HTTPRoute timeout shorter than the request (OpenShift's default is "
+     "30 s), or an overloaded model server"),
+    (lambda s, t, p: "<html" in t or "<!doctype" in t,
+     "a proxy or load balancer answered with an HTML page instead of the model server"),
+    (lambda s, t, p: s is not None and s >= 500,
+     "the gateway or model server failed: read the decode pods' vllm and routing-proxy logs"),
+    (lambda s, t, p: "refused" in t,
+     "nothing listens at the endpoint: the port-forward or the gateway is down, or the address is wrong"),
+    (lambda s, t, p: p == "connect" or "timed out" in t,
+     "the endpoint's address does not answer: a load balancer not provisioned yet, a firewall, or a wrong address"),
+    (lambda s, t, p: "name or service not known" in t or "resolve" in t and "fail" in t,
+     "the endpoint's host name does not resolve: DNS is not set up for it yet (use the connect address)"),
+    (lambda s, t, p: s == 200,
+     "the server answered, but not as an OpenAI-compatible model server does"),
+)
+
+
+def likely_cause(result):
+    """The likely cause of a failed check, or an empty string when no rule matches."""
+    if not isinstance(result, dict):
+        return ""
+    status, text, phase = _status(result), _text(result), result.get("phase")
+    for matches, cause in RULES:
+        if matches(status, text, phase):
+            return cause
+    return ""

@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.llmd.verify.plugins.module_utils._diagnosis import likely_cause
+from ansible_collections.llmd.verify.plugins.module_utils._report import normalize_checks
+
+
+@pytest.mark.parametrize("result, expected", [
+    ({"status": 503, "error": {"body": "no healthy upstream"}}, "no Ready model server"),
+    ({"status": 502, "error": {"body": ""}}, "routing-proxy sidecar cannot reach vLLM"),
+    ({"status": 503, "error": {"message": "The decode node is not ready. Please try again later.",
+                               "type": "ServiceUnavailable"}}, "routing-proxy sidecar"),
+    ({"status": 404, "error": {"message": "The model `nope` does not exist.", "type": "NotFoundError"}}, "model is not served"),
+    ({"status": 404, "error": {"body": "404 page not found"}}, "nothing routes this path"),
+    ({"status": 500, "error": {"body": "InferencePool not found"}}, "another API group"),
+    ({"status": 504, "error": {"body": "upstream request timeout"}}, "a timeout on the way"),
+    ({"status": 429, "error": {"message": "queue full"}}, "saturated"),
+    ({"status": 200, "error": {"body": "<html><body>Application is not available</body></html>"}}, "HTML page"),
+    ({"phase": "connect", "msg": "Connection refused by 127.0.0.1:8000"}, "nothing listens"),
+    ({"phase": "connect", "msg": "connect timed out after 5 s"}, "does not answer"),
+    ({"msg": "pods/portforward is forbidden: cannot create"}, "docs/rbac.md"),
+])
+def test_rules_name_the_cause(result, expected):
+    assert expected in likely_cause(result)
+
+
+def test_no_rule_no_cause_and_never_raises():
+    assert likely_cause({}) == ""
+    assert likely_cause(None) == ""
+    assert likely_cause({"status": "garbage", "error": "plain string"}) == ""
+
+
+def test_report_fills_the_cause_of_failed_checks_only():
+    checks = normalize_checks([
+        {"name": "completions", "status": "failed", "details": {"status": 503, "error": {"body": "no healthy upstream"}}},
+        {"name": "models", "status": "passed", "details": {"status": 503, "error": {"body": "no healthy upstream"}}},
+        {"name": "chat", "status": "failed", "cause": "given by the role", "details": {"status": 404}},
+    ])
+    assert "no Ready model server" in checks[0]["cause"]
+    assert checks[1]["cause"] == ""
+    assert checks[2]["cause"] == "given by the role"
