@@ -82,11 +82,12 @@ def render_junit(run):
         "tests": str(counts["total"]),
         "failures": str(counts["failed"]),
         "errors": "0",
-        "skipped": str(counts["skipped"]),
-        "time": "%.6f" % run["time"],
+        "time": "%.3f" % run["time"],
     }
+    # Jenkins' junit-10.xsd allows `skipped` on testsuite but not on testsuites.
     root = ET.Element("testsuites", totals)
-    suite = ET.SubElement(root, "testsuite", dict(totals, timestamp=run["timestamp"], hostname=run["cluster"] or "localhost"))
+    suite = ET.SubElement(root, "testsuite", dict(totals, skipped=str(counts["skipped"]), timestamp=run["timestamp"],
+                                                  hostname=run["cluster"] or "localhost"))
     properties = ET.SubElement(suite, "properties")
     endpoint = run["endpoint"]
     for key in ("url", "mode"):
@@ -96,9 +97,9 @@ def render_junit(run):
         ET.SubElement(properties, "property", {"name": "models", "value": ",".join(run["models"])})
     classname = "llmd.verify.%s" % (run["cluster"] or "localhost")
     for check in run["checks"]:
-        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": check["name"], "time": "%.6f" % check["time"]})
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": check["name"], "time": "%.3f" % check["time"]})
         if check["status"] == "failed":
-            failure = ET.SubElement(case, "failure", {"message": check["message"] or "failed", "type": check["cause"] or "failure"})
+            failure = ET.SubElement(case, "failure", {"message": check["message"] or "failed", "type": "llmd.verify.CheckFailed"})
             failure.text = _details_text(check)
         elif check["status"] == "skipped":
             ET.SubElement(case, "skipped", {"message": check["message"] or "skipped"})
