@@ -19,8 +19,9 @@ _VALIDITY = datetime.timedelta(days=7)
 
 
 def _name(common_name: str) -> x509.Name:
+    # X.509 caps a CN at 64 characters (route hosts are often longer); clients check the SANs anyway
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "llmd-sandbox"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
 
 
 def _san(host: str) -> x509.GeneralName:

@@ -1,0 +1,69 @@
+"""Scenarios: data files (scenarios/NAME.yaml) holding the manifests of one llm-d deployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .resources import resource_for
+
+SCENARIO_DIR = Path(__file__).with_name("scenarios")
+EXPECT_READY_ANNOTATION = "sandbox.llm-d.ai/expect-ready"  # "false" on a pod template: not Ready after `up`
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    namespace: str
+    objects: list[dict]
+    readonly_namespace: str = ""
+    tls: bool = True
+    expect: dict = field(default_factory=dict)
+
+    @property
+    def serving_checks(self) -> list[dict]:
+        """`expect.serving` and `expect.also_serving` (a list): {service, port, status}. Each Service's pods must
+        answer GET /v1/models with one of the statuses (default [200]) before `up` returns, so that the gateway
+        or router knows its routes by then."""
+        return ([self.expect["serving"]] if "serving" in self.expect else []) + self.expect.get("also_serving", [])
+
+
+def names() -> list[str]:
+    return sorted(path.stem for path in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load(name: str) -> Scenario:
+    path = SCENARIO_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ScenarioError(f"no scenario {name!r}; known: {', '.join(names())}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    for key in ("name", "description", "namespace", "objects"):
+        if key not in data:
+            raise ScenarioError(f"{path}: missing {key!r}")
+    if data["name"] != name:
+        raise ScenarioError(f"{path}: name {data['name']!r} differs from the file name")
+    namespaces = {o["metadata"]["name"] for o in data["objects"] if o.get("kind") == "Namespace"}
+    for obj in data["objects"]:
+        if resource_for(obj.get("apiVersion", ""), obj.get("kind", "")) is None:
+            raise ScenarioError(f"{path}: unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+        if not obj.get("metadata", {}).get("name"):
+            raise ScenarioError(f"{path}: a {obj['kind']} without a name")
+        namespace = obj["metadata"].get("namespace")
+        if namespace and namespace not in namespaces:
+            raise ScenarioError(f"{path}: {obj['kind']} {obj['metadata']['name']} is in namespace {namespace!r} "
+                                "which the scenario does not create")
+    if data["namespace"] not in namespaces:
+        raise ScenarioError(f"{path}: the scenario does not create its namespace {data['namespace']!r}")
+    return Scenario(name=data["name"], description=data["description"].strip(), namespace=data["namespace"],
+                    objects=data["objects"], readonly_namespace=data.get("readonly_namespace", data["namespace"]),
+                    tls=data.get("tls", True), expect=data.get("expect") or {})

@@ -1,0 +1,255 @@
+"""The sandbox runtime: `up`/`down` of every scenario (time, what is left), the supervisor's life, restart-pod,
+and pod status as the official kubernetes client reads it."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from llmd_sandbox import scenario as scenarios
+from llmd_sandbox.state import alive, read_state, state_path
+
+LLMD_SANDBOX = shutil.which("llmd-sandbox") or str(Path(os.sys.executable).with_name("llmd-sandbox"))
+UP_BUDGET_SECONDS = 3.0  # on this 2-core machine when it is not shared
+
+
+def up_budget() -> float:
+    """The budget, stretched while other work oversubscribes the CPUs (the machine is shared), at most 4x."""
+    oversubscribed = os.getloadavg()[0] / os.cpu_count()
+    return UP_BUDGET_SECONDS * min(max(oversubscribed, 1.0), 4.0)
+
+
+def listening() -> set[str]:
+    """Every listening TCP socket on this machine, as `ip:port` (from /proc/net/tcp, state 0A)."""
+    sockets = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":
+            ip_hex, port_hex = fields[1].split(":")
+            sockets.add(f"{socket.inet_ntoa(bytes.fromhex(ip_hex)[::-1])}:{int(port_hex, 16)}")
+    return sockets
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def core_api(sandbox) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(str(sandbox.kubeconfig)))
+
+
+def pods_with_role(sandbox, role: str) -> list[str]:
+    return sorted(key.split("/")[1] for key, pod in sandbox.state["pods"].items() if pod["role"] == role)
+
+
+# ---- up / down ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", scenarios.names())
+def test_up_is_ready_fast_and_down_leaves_nothing(name, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([LLMD_SANDBOX, "up", "--scenario", name, "--dir", str(tmp_path),
+                             "--watch-pid", str(os.getpid())], capture_output=True, text=True, timeout=90)
+    elapsed = time.monotonic() - started
+    state = read_state(tmp_path) if state_path(tmp_path).exists() else {"processes": [], "listeners": []}
+    pod_subnet = state.get("node_ip", "").rsplit(".", 1)[0] + "."
+    try:
+        assert result.returncode == 0, result.stderr
+        assert "export KUBECONFIG=" in result.stdout
+        assert state_path(tmp_path).stat().st_mode & 0o777 == 0o600
+        kubeconfig = yaml.safe_load((tmp_path / "kubeconfig").read_text())
+        assert kubeconfig["current-context"] == "sandbox"
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == state["api_server"]
+        assert (tmp_path / "ca.crt").exists() == state["api_server"].startswith("https://")
+        assert state["scenario"] == name and state["tokens"].keys() == {"admin", "readonly", "none"}
+        assert all(alive(process["pid"]) for process in state["processes"])
+        assert set(state["listeners"]) <= listening()
+        assert len(state["processes"]) >= 2 + len(state["pods"])  # supervisor, zygote, a container or more per pod
+        for pod in state["pods"].values():
+            if pod["role"] in ("decode", "prefill"):
+                assert pod["ttft_ms"] > 0 and pod["itl_ms"] > 0
+        assert elapsed < up_budget(), f"up took {elapsed:.2f} s (load average {os.getloadavg()})"
+    finally:
+        down = subprocess.run([LLMD_SANDBOX, "down", "--dir", str(tmp_path)], capture_output=True, timeout=30)
+    assert down.returncode == 0
+    assert not [p for p in state["processes"] if alive(p["pid"])]
+    assert not set(state["listeners"]) & listening()
+    assert not [s for s in listening() if s.startswith(pod_subnet)], "a pod port is still open"
+    assert not state_path(tmp_path).exists()
+
+
+def test_killing_the_caller_of_up_stops_the_sandbox(tmp_path):
+    # `up` watches its caller (here the shell, which then becomes `sleep` under the same pid)
+    caller = subprocess.Popen(["sh", "-c", f'"{LLMD_SANDBOX}" up --scenario no-gateway --dir "{tmp_path}" '
+                                           '>/dev/null && exec sleep 60'])
+    try:
+        state = wait_until(lambda: state_path(tmp_path).exists() and read_state(tmp_path), 60, "sandbox up")
+        wait_until(lambda: b"sleep" in Path(f"/proc/{caller.pid}/cmdline").read_bytes(), 10, "caller sleeps")
+        assert all(alive(p["pid"]) for p in state["processes"])
+    finally:
+        caller.kill()
+        caller.wait(10)
+    wait_until(lambda: not any(alive(p["pid"]) for p in state["processes"]), 15, "every sandbox process gone")
+    assert not set(state["listeners"]) & listening()
+
+
+def test_containers_die_with_a_killed_supervisor(llmd_sandbox):
+    sandbox = llmd_sandbox("no-gateway")
+    processes = sandbox.state["processes"]
+    os.kill(sandbox.state["pid"], signal.SIGKILL)
+    wait_until(lambda: not any(alive(p["pid"]) for p in processes), 10, "containers gone with the supervisor")
+
+
+def test_a_second_up_in_the_same_directory_is_refused(llmd_sandbox):
+    sandbox = llmd_sandbox("no-gateway")
+    result = subprocess.run([LLMD_SANDBOX, "up", "--scenario", "no-gateway", "--dir", str(sandbox.dir)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "already runs" in result.stderr
+
+
+def test_no_tls_serves_the_api_over_http(llmd_sandbox):
+    # kubectl (client-go) sends no bearer token over plain http, so this is for the Python client only
+    sandbox = llmd_sandbox("no-gateway", tls=False)
+    assert sandbox.api_server.startswith("http://") and sandbox.ca_file is None
+    assert not (sandbox.dir / "ca.crt").exists()
+    pods = core_api(sandbox).list_namespaced_pod("llm-d-no-gateway", label_selector="llm-d.ai/role=decode").items
+    assert len(pods) == 2
+
+
+def test_scenarios_command_lists_them_all():
+    result = subprocess.run([LLMD_SANDBOX, "scenarios"], capture_output=True, text=True, timeout=30, check=True)
+    assert [line.split()[0] for line in result.stdout.splitlines()] == scenarios.names()
+
+
+# ---- pods -----------------------------------------------------------------------------------------------
+
+def test_restart_pod_gives_a_new_pod_that_the_gateway_routes_to(llmd_sandbox):
+    sandbox = llmd_sandbox("sim")
+    gateway = sandbox.state["external"]["Service/llm-d-sim/infra-sim-inference-gateway"]
+    old = pods_with_role(sandbox, "decode")[0]
+    result = subprocess.run([LLMD_SANDBOX, "restart-pod", "--dir", str(sandbox.dir), "-n", "llm-d-sim", old],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    new = result.stdout.strip()
+    assert new != old and new.rsplit("-", 1)[0] == old.rsplit("-", 1)[0]  # same ReplicaSet, new suffix
+    api = core_api(sandbox)
+    with pytest.raises(ApiException) as gone:
+        api.read_namespaced_pod(old, "llm-d-sim")
+    assert gone.value.status == 404
+    pod = api.read_namespaced_pod(new, "llm-d-sim")
+    assert pod.metadata.owner_references[0].kind == "ReplicaSet"
+    assert any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+    seen = set()
+    for i in range(40):  # prompts differ in their first characters, so prefix affinity spreads them
+        answer = requests.post(f"http://{gateway}/v1/completions", timeout=10,
+                               json={"model": "random", "prompt": f"{i} request {i}", "max_tokens": 2})
+        assert answer.status_code == 200
+        seen.add(answer.headers["x-inference-pod"])
+        if new in seen:
+            break
+    assert new in seen and old not in seen
+    assert sandbox.state["pod_restarts"] == 1
+
+
+def test_crashloop_pod_status_and_previous_log(llmd_sandbox):
+    sandbox = llmd_sandbox("crashloop")
+    api = core_api(sandbox)
+    name = pods_with_role(sandbox, "decode")[0]
+
+    def crashlooping():
+        pod = api.read_namespaced_pod(name, "llm-d-crashloop")
+        vllm = next(s for s in pod.status.container_statuses if s.name == "vllm")
+        waiting = vllm.state.waiting
+        return pod if vllm.restart_count >= 2 and waiting and waiting.reason == "CrashLoopBackOff" else None
+
+    pod = wait_until(crashlooping, 20, "vllm in CrashLoopBackOff after two restarts", interval=0.1)
+    vllm = next(s for s in pod.status.container_statuses if s.name == "vllm")
+    assert "back-off" in vllm.state.waiting.message and not vllm.ready
+    terminated = vllm.last_state.terminated
+    assert terminated.exit_code == 1 and terminated.reason == "Error"
+    assert terminated.started_at <= terminated.finished_at
+    assert pod.status.phase == "Running"
+    assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "False"
+    proxy = pod.status.init_container_statuses[0]
+    assert proxy.name == "routing-proxy" and proxy.state.running and proxy.restart_count == 0
+    previous = api.read_namespaced_pod_log(name, "llm-d-crashloop", container="vllm", previous=True)
+    assert "torch.OutOfMemoryError: CUDA out of memory" in previous
+
+
+def test_warming_up_then_serving(llmd_sandbox):
+    sandbox = llmd_sandbox("warming-up")
+    gateway = sandbox.state["external"]["Service/llm-d-warming-up/infra-warming-up-inference-gateway"]
+    name = pods_with_role(sandbox, "decode")[0]
+    pod_ip = sandbox.state["pods"][f"llm-d-warming-up/{name}"]["ip"]
+    proxied = requests.get(f"http://{pod_ip}:8000/v1/models", timeout=5)
+    assert (proxied.status_code, proxied.text) == (502, "")  # the routing-proxy, vLLM still loading
+    through_gateway = requests.get(f"http://{gateway}/v1/models", timeout=5)
+    assert through_gateway.status_code == 503 and "no healthy upstream" in through_gateway.text
+    api = core_api(sandbox)
+    ready = {c.type: c.status for c in api.read_namespaced_pod(name, "llm-d-warming-up").status.conditions}
+    assert ready["Ready"] == "False"
+    wait_until(lambda: requests.get(f"http://{gateway}/v1/models", timeout=5).status_code == 200, 20,
+               "the gateway serves once vLLM is up", interval=0.2)
+    ready = {c.type: c.status for c in api.read_namespaced_pod(name, "llm-d-warming-up").status.conditions}
+    assert ready["Ready"] == "True"
+    log = api.read_namespaced_pod_log(name, "llm-d-warming-up", container="routing-proxy")
+    assert '"waiting for vLLM to be ready" err="dial tcp [::1]:8200: connect: connection refused"' in log
+
+
+def test_no_healthy_upstream_behind_a_programmed_gateway(llmd_sandbox):
+    sandbox = llmd_sandbox("no-healthy-upstream")
+    gateway_ip = sandbox.state["external"]["Service/llm-d-no-healthy-upstream/infra-no-healthy-upstream-inference-gateway"]
+    answer = requests.post(f"http://{gateway_ip}/v1/completions", json={"model": "random", "prompt": "hi"}, timeout=5)
+    assert answer.status_code == 503 and answer.text == "no healthy upstream"
+    gateway = client.CustomObjectsApi(config.new_client_from_config(str(sandbox.kubeconfig))).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", "llm-d-no-healthy-upstream", "gateways",
+        "infra-no-healthy-upstream-inference-gateway")
+    conditions = {c["type"]: c["status"] for c in gateway["status"]["conditions"]}
+    assert conditions == {"Accepted": "True", "Programmed": "True"}
+    assert gateway["status"]["addresses"] == [{"type": "IPAddress", "value": gateway_ip}]
+
+
+def test_openshift_router_serves_edge_tls_and_enforces_the_route_timeout(llmd_sandbox):
+    sandbox = llmd_sandbox("openshift-route")
+    router = sandbox.state["external"]["Router/default"]
+    host = scenarios.load("openshift-route").expect["route_host"]
+    route = client.CustomObjectsApi(config.new_client_from_config(str(sandbox.kubeconfig))).get_namespaced_custom_object(
+        "route.openshift.io", "v1", "llm-d-openshift", "routes", "infra-openshift-inference-gateway")
+    ingress = route["status"]["ingress"][0]
+    assert ingress["host"] == host and ingress["routerCanonicalHostname"]
+    assert ingress["conditions"][0]["type"] == "Admitted" and ingress["conditions"][0]["status"] == "True"
+
+    def curl(*args):
+        return subprocess.run(["curl", "-sS", "--max-time", "20", "--resolve", f"{host}:443:{router}",
+                               "--resolve", f"{host}:80:{router}", "--cacert", sandbox.ca_file, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    models = curl(f"https://{host}/v1/models")
+    assert models.returncode == 0 and '"object":"list"' in models.stdout
+    redirect = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", f"http://{host}/v1/models")
+    assert redirect.stdout == f"302 https://{host}/v1/models"
+    subprocess.run(sandbox.kubectl("annotate", "route", "infra-openshift-inference-gateway",
+                                   "haproxy.router.openshift.io/timeout=200ms"), check=True, capture_output=True,
+                   timeout=30)
+    # at least 8 tokens 40 ms apart (the scenario's ITL): a silence of 300 ms or more before the answer
+    slow = '{"model": "random", "prompt": "a long answer", "max_tokens": 400}'
+    timed_out = curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "-d", slow,
+                     f"https://{host}/v1/completions")
+    assert timed_out.stdout == "504"
+    streamed = curl("-N", "-H", "Content-Type: application/json", "-d", slow.replace("}", ', "stream": true}'),
+                    f"https://{host}/v1/completions")  # tokens keep the connection busy: no timeout
+    assert streamed.returncode == 0 and streamed.stdout.rstrip().endswith("data: [DONE]")
