@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""State handling of port_forward: the directory, state files, stale cleanup, the local port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.llmd.verify.plugins.module_utils import _port_forward as pf
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+
+
+@pytest.fixture
+def directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    return pf.state_dir()
+
+
+@pytest.fixture
+def sleeper():
+    """A live process of ours standing in for a daemon."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _state(pid, **extra):
+    state = {"pid": pid, "start_time": pf.process_start_time(pid), "local_port": 8000, "namespace": "ns",
+             "target": {"kind": "service", "name": "gw", "port": 80},
+             "key": {"cluster": "https://k", "context": None, "namespace": "ns", "kind": "service", "name": "gw",
+                     "remote_port": "80", "address": "127.0.0.1", "local_port": 8000}}
+    state.update(extra)
+    return state
+
+
+def test_state_dir_is_private_and_repaired(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    path = pf.state_dir()
+    assert path == str(tmp_path / "llmd_verify" / "port_forward")
+    os.chmod(path, 0o755)
+    assert stat.S_IMODE(os.stat(pf.state_dir()).st_mode) == 0o700
+
+
+def test_state_dir_falls_back_to_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert pf.state_dir() == str(tmp_path / ".ansible" / "llmd_verify" / "port_forward")
+
+
+def test_state_file_is_owner_only_and_round_trips(directory):
+    path = os.path.join(directory, "a.json")
+    pf.write_state(path, {"pid": 1, "pod": "p"})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert pf.read_state(path) == {"pid": 1, "pod": "p"}
+    assert os.listdir(directory) == ["a.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[1]", '{"pid": "1"}'])
+def test_unreadable_state_is_none(directory, content):
+    path = os.path.join(directory, "bad.json")
+    with open(path, "w") as handle:
+        handle.write(content)
+    assert pf.read_state(path) is None
+
+
+def test_forward_key_depends_on_every_field_only():
+    identity = _state(1)["key"]
+    assert pf.forward_key(identity) == pf.forward_key(dict(reversed(list(identity.items()))))
+    for field in identity:
+        assert pf.forward_key(dict(identity, **{field: "other"})) != pf.forward_key(identity)
+
+
+def test_live_forwards_keeps_live_and_removes_stale(directory, sleeper):
+    live = os.path.join(directory, "live.json")
+    stale = os.path.join(directory, "stale.json")
+    broken = os.path.join(directory, "broken.json")
+    pf.write_state(live, _state(sleeper.pid))
+    pf.write_state(stale, _state(_dead_pid()))
+    with open(broken, "w") as handle:
+        handle.write("{")
+    assert list(pf.live_forwards(directory)) == [live]
+    assert os.listdir(directory) == ["live.json"]
+
+
+def test_reused_pid_is_not_our_daemon(sleeper):
+    assert pf.daemon_alive(_state(sleeper.pid))
+    assert not pf.daemon_alive(_state(sleeper.pid, start_time=pf.process_start_time(sleeper.pid) - 1))
+
+
+def test_remove_state_spares_a_newer_owner(directory):
+    path = os.path.join(directory, "x.json")
+    pf.write_state(path, {"pid": 2})
+    pf.remove_state(path, pid=1)
+    assert os.path.exists(path)
+    pf.remove_state(path, pid=2)
+    assert not os.path.exists(path)
+
+
+def test_stop_daemon_ends_the_process_and_its_state(directory, sleeper):
+    path = os.path.join(directory, "s.json")
+    state = _state(sleeper.pid)
+    pf.write_state(path, state)
+    pf.stop_daemon(path, state)
+    assert sleeper.wait(5) is not None
+    assert not os.path.exists(path)
+
+
+def test_ensure_absent_all_stops_every_forward(directory, sleeper):
+    path = os.path.join(directory, "s.json")
+    pf.write_state(path, _state(sleeper.pid, endpoint="http://127.0.0.1:8000", address="127.0.0.1", pod="p",
+                                settings={"backend": "python", "reconnect": True}, expires_at="t"))
+    result = pf.ensure_absent({"all": True}, check_mode=True)
+    assert result["changed"] and result["stopped"][0]["pid"] == sleeper.pid
+    assert sleeper.poll() is None  # check mode stops nothing
+    assert pf.ensure_absent({"all": True})["changed"]
+    assert sleeper.wait(5) is not None
+    assert pf.ensure_absent({"all": True}) == {"changed": False, "stopped": []}
+
+
+def test_free_port_is_picked():
+    listener = pf.bind_listener("127.0.0.1", 0, {})
+    try:
+        assert listener.getsockname()[1] > 0
+    finally:
+        listener.close()
+
+
+def test_port_in_use_names_our_forward():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        with pytest.raises(LlmdError, match="in use by port-forward ns/service gw/80 .pid 42."):
+            pf.bind_listener("127.0.0.1", port, {"p": _state(42, local_port=port)})
+        with pytest.raises(LlmdError, match="in use by pid %d" % os.getpid()):
+            pf.bind_listener("127.0.0.1", port, {})
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("address, url", [("127.0.0.1", "http://127.0.0.1:8000"), ("0.0.0.0", "http://127.0.0.1:8000"),
+                                          ("::1", "http://[::1]:8000"), ("10.1.2.3", "http://10.1.2.3:8000")])
+def test_endpoint_url(address, url):
+    assert pf.endpoint_url(address, 8000) == url
