@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# playbooks/verify.yml end to end against every sandbox scenario: healthy ones pass in every exposure
+# mode and through each way of reaching a ClusterIP target; broken ones fail with a report naming the
+# cause; no port-forward survives a run, passing or failing; junit.xml validates.
+set -eux
+
+source ../setup_sandbox/sandbox.sh
+COLLECTION_ROOT=$(cd ../../../.. && pwd)
+export COLLECTION_ROOT
+export ANSIBLE_CONFIG="${COLLECTION_ROOT}/ansible.cfg"
+reports=$(mktemp -d)
+trap 'rm -rf "${reports}"' EXIT
+
+# verify SCENARIO VERDICT [CHECK=WORDS ...] -- [ansible-playbook args, where @SANDBOX_DIR@ is the sandbox's dir]
+verify() {
+  local scenario=$1 verdict=$2 status=0
+  shift 2
+  local expectations=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do expectations+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  local report="${reports}/${scenario}-$RANDOM"
+  # Every process the play starts inherits this marker, so what survives it can be found.
+  marker="verify-playbook-$$-${RANDOM}"
+  (
+    sandbox_up "${scenario}"
+    LLMD_VERIFY_RUN_MARKER="${marker}" ansible-playbook "${COLLECTION_ROOT}/playbooks/verify.yml" \
+      -e "llmd_kubeconfig=${KUBECONFIG} llmd_namespace=${SANDBOX_NAMESPACE} llmd_report_dir=${report}" \
+      -e "llmd_models_wait_timeout=20" "${@//@SANDBOX_DIR@/${SANDBOX_DIR}}"
+  ) || status=$?
+  if [ "${verdict}" = passed ] && [ "${status}" -ne 0 ]; then
+    echo "verify.yml failed on ${scenario}"; exit 1
+  fi
+  if [ "${verdict}" = failed ] && [ "${status}" -eq 0 ]; then
+    echo "verify.yml passed on the broken ${scenario}"; exit 1
+  fi
+  python check_report.py "${report}" "${verdict}" "${expectations[@]}"
+  no_forward_left
+}
+
+# Nothing the play started may survive it (the sandbox is down by now too).
+no_forward_left() {
+  local left
+  left=$(grep -l -s -a "LLMD_VERIFY_RUN_MARKER=${marker}" /proc/[0-9]*/environ || true)
+  if [ -n "${left}" ]; then
+    for environ in ${left}; do cat "${environ%/environ}/cmdline" | tr '\0' ' '; echo; done
+    echo "a process started by the play survived it"; exit 1
+  fi
+}
+
+# Healthy stacks, each exposure mode.
+verify sim passed mode=gateway completions=finish_reason stream=TTFT -- -e llmd_guide=simulated-accelerators
+verify inference-scheduling passed mode=port_forward logs-decode=noise -- -e llmd_guide=inference-scheduling
+verify inference-scheduling passed endpoint="via api_proxy" -- -e llmd_guide=inference-scheduling -e llmd_transport=api_proxy
+verify inference-scheduling passed mode=port_forward -- -e llmd_port_forward_backend=kubectl
+verify optimized-baseline passed mode=standalone -- -e llmd_guide=optimized-baseline
+verify optimized-baseline passed endpoint="via api_proxy" -- -e llmd_guide=optimized-baseline -e llmd_transport=api_proxy
+verify pd-disaggregation passed prefill=moved logs-prefill=kept -- -e llmd_guide=pd-disaggregation
+verify nodeport passed mode=service
+verify ingress passed mode=ingress
+verify ingress-hostname passed mode=ingress
+verify openshift-route passed mode=route -- -e "llmd_ca_path=@SANDBOX_DIR@/ca.crt"
+verify two-gateways passed
+verify warming-up passed models=attempt
+
+# Broken stacks: the report names the cause.
+verify no-healthy-upstream failed models="no Ready model server" -- -e llmd_models_wait_timeout=3
+verify crashloop failed logs-decode="CUDA out of memory"
+verify no-gateway failed endpoint=no
