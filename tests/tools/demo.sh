@@ -6,11 +6,7 @@ cd "$(dirname "$0")/../.."
 scenario=${LLMD_DEMO_SCENARIO:-inference-scheduling}
 sandbox_dir=$(mktemp -d "${TMPDIR:-/tmp}/llmd-demo.XXXXXX")
 report_dir=${LLMD_DEMO_REPORT_DIR:-$PWD/reports/demo}
-cleanup() {
-  llmd-sandbox down --dir "${sandbox_dir}" >/dev/null 2>&1 || true
-  rm -rf "${sandbox_dir}"
-}
-trap cleanup EXIT
+trap 'llmd-sandbox down --dir "${sandbox_dir}" >/dev/null 2>&1 || true; rm -rf "${sandbox_dir}"' EXIT
 
 echo "== starting the sandbox's ${scenario} scenario"
 llmd-sandbox up --scenario "${scenario}" --dir "${sandbox_dir}"

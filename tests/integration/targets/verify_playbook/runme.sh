@@ -42,7 +42,7 @@ no_forward_left() {
   local left
   left=$(grep -l -s -a "LLMD_VERIFY_RUN_MARKER=${marker}" /proc/[0-9]*/environ || true)
   if [ -n "${left}" ]; then
-    for environ in ${left}; do cat "${environ%/environ}/cmdline" | tr '\0' ' '; echo; done
+    for environ in ${left}; do tr '\0' ' ' < "${environ%/environ}/cmdline"; echo; done
     echo "a process started by the play survived it"; exit 1
   fi
 }
