@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A cached kubernetes ApiClient built from the auth options, and calls that fail with clear messages.
+
+    api_client = get_api_client(params)                 # params: module.params or a lookup's options
+    core = CoreV1Api(api_client)
+    services = k8s_json(core.list_namespaced_service, "llm-d", verb="list", resource="services",
+                        namespace="llm-d")            # the wire JSON (camelCase), as kubectl -o json shows it
+    pod = k8s_call(core.read_namespaced_pod, name, ns, verb="get", resource="pods", namespace=ns, name=name)
+
+Configuration, in order: explicit O(host) with credentials; else O(kubeconfig) (path or dict) / O(context);
+else the default kubeconfig (KUBECONFIG or ~/.kube/config); else the in-cluster service account. Exec
+plugins (EKS, GKE, OIDC helpers) work because the kubernetes client's own loader runs them and refreshes
+their tokens. Errors become LlmdError: 401 and 403 name what the credentials lack, 404 is K8sNotFound
+(callers decide whether absence is an error), connection failures name the API server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import traceback
+
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import auth_options
+
+try:
+    import kubernetes
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+except ImportError:
+    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+    HAS_KUBERNETES = False
+else:
+    KUBERNETES_IMPORT_ERROR = None
+    HAS_KUBERNETES = True
+
+# Connect timeout and read timeout of a call unless the caller passes _request_timeout itself.
+DEFAULT_REQUEST_TIMEOUT = (10, 60)
+
+_clients = {}
+
+
+class K8sNotFound(LlmdError):
+    """The API server answered 404: the object, or the whole API (a CRD that is not installed), is absent."""
+
+
+class _HeaderName(str):
+    """A header name that is unique as a dict key, so one header can be sent once per value.
+
+    Kubernetes reads every Impersonate-Group line as one group; a comma-joined value would be one group
+    named "a,b". urllib3 turns the header dict into an HTTPHeaderDict, which sends each entry as a line.
+    """
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+    def lower(self):
+        return self
+
+
+def get_api_client(params):
+    """An ApiClient for the auth options in params, built once per configuration and process."""
+    if not HAS_KUBERNETES:
+        raise LlmdError("the kubernetes Python package is required", hint="pip install kubernetes",
+                        exception=KUBERNETES_IMPORT_ERROR)
+    options = auth_options(params)
+    key = _cache_key(options)
+    if key not in _clients:
+        _clients[key] = _build_client(options)
+    return _clients[key]
+
+
+def _default_kubeconfig():
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+def _cache_key(options):
+    """Digest of the options and of the kubeconfig file's bytes, so an edited kubeconfig gives a new client."""
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    kubeconfig = options.get("kubeconfig")
+    paths = kubeconfig if isinstance(kubeconfig, str) else (None if kubeconfig else _default_kubeconfig())
+    for path in (paths or "").split(os.pathsep):
+        if path and os.path.isfile(os.path.expanduser(path)):
+            with open(os.path.expanduser(path), "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def _has_credentials(options):
+    return bool(options.get("api_key") or (options.get("username") and options.get("password"))
+                or (options.get("client_cert") and options.get("client_key")))
+
+
+def _load_kubeconfig(options, configuration):
+    """Fill configuration from a kubeconfig (or the service account); False when there is none at all."""
+    kubeconfig, context = options.get("kubeconfig"), options.get("context")
+    if isinstance(kubeconfig, dict):
+        kubernetes.config.load_kube_config_from_dict(kubeconfig, context=context, client_configuration=configuration,
+                                                     persist_config=False)
+        return True
+    if kubeconfig is not None and not isinstance(kubeconfig, str):
+        raise LlmdError("kubeconfig must be a path or a dict, not %s" % type(kubeconfig).__name__)
+    path = os.path.expanduser(kubeconfig) if kubeconfig else _default_kubeconfig()
+    if kubeconfig and not os.path.isfile(path):
+        raise LlmdError("kubeconfig %s does not exist" % kubeconfig, hint="check the kubeconfig option")
+    if any(os.path.isfile(os.path.expanduser(p)) for p in path.split(os.pathsep) if p):
+        kubernetes.config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
+                                           persist_config=False)
+        return True
+    if context:
+        raise LlmdError("context %s was given but there is no kubeconfig (%s)" % (context, path))
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except ConfigException:
+        return False
+    return True
+
+
+def _configuration(options):
+    configuration = kubernetes.client.Configuration()
+    host = options.get("host")
+    try:
+        loaded = bool(host and _has_credentials(options)) or _load_kubeconfig(options, configuration)
+    except ConfigException as exc:
+        raise LlmdError("cannot load the Kubernetes configuration: %s" % exc,
+                        hint="check the kubeconfig, its context and any exec plugin it runs") from exc
+    if not loaded and not host:
+        raise LlmdError("no Kubernetes configuration: no kubeconfig at %s and not running in a pod" % _default_kubeconfig(),
+                        hint="set the kubeconfig option (or K8S_AUTH_KUBECONFIG / KUBECONFIG), or host and api_key")
+    if host:
+        configuration.host = host.rstrip("/")
+    if options.get("api_key"):
+        configuration.api_key = {"authorization": "Bearer %s" % options["api_key"]}
+        configuration.refresh_api_key_hook = None  # an exec plugin of the kubeconfig must not replace it
+    elif options.get("username") and options.get("password"):
+        pair = "%s:%s" % (options["username"], options["password"])
+        configuration.api_key = {"authorization": "Basic %s" % base64.b64encode(pair.encode()).decode()}
+        configuration.refresh_api_key_hook = None
+    for option, attribute in (("validate_certs", "verify_ssl"), ("ca_cert", "ssl_ca_cert"),
+                              ("client_cert", "cert_file"), ("client_key", "key_file"),
+                              ("proxy", "proxy"), ("no_proxy", "no_proxy")):
+        if options.get(option) is not None:
+            setattr(configuration, attribute, options[option])
+    return configuration
+
+
+def _build_client(options):
+    client = kubernetes.client.ApiClient(_configuration(options))
+    if options.get("impersonate_user"):
+        client.set_default_header("Impersonate-User", options["impersonate_user"])
+    for group in options.get("impersonate_groups") or []:
+        client.set_default_header(_HeaderName("Impersonate-Group"), group)
+    return client
+
+
+def api_server(api_client):
+    """The API server's address as the configuration names it, for messages."""
+    return api_client.configuration.host
+
+
+def _host_of(fn):
+    api_client = getattr(getattr(fn, "__self__", None), "api_client", None)
+    return api_server(api_client) if api_client is not None else "the Kubernetes API server"
+
+
+def _status_message(exc):
+    """The message of the Status object the API server sent, else the HTTP reason."""
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return exc.reason
+
+
+def _where(namespace):
+    return " in namespace %s" % namespace if namespace else " at the cluster scope"
+
+
+def api_error(exc, verb, resource, namespace=None, name=None, host="the Kubernetes API server"):
+    """The LlmdError for an ApiException, saying what the credentials lack or what is missing."""
+    message = _status_message(exc)
+    what = "%s %s" % (resource, name) if name else resource
+    if exc.status == 401:
+        return LlmdError("the Kubernetes API server at %s rejected the credentials (401 Unauthorized): %s" % (host, message),
+                         hint="the token or certificate is invalid or expired: check the kubeconfig, context or api_key",
+                         status=401)
+    if exc.status == 403:
+        return LlmdError("the Kubernetes credentials may not %s %s%s (403 Forbidden): %s"
+                         % (verb, resource, _where(namespace), message),
+                         hint="grant '%s' on '%s' to this user (see docs/rbac.md) or use other credentials" % (verb, resource),
+                         status=403, verb=verb, resource=resource)
+    if exc.status == 404:
+        return K8sNotFound("%s not found%s (404 from %s)" % (what, _where(namespace), host), status=404)
+    if not exc.status:  # the client reports TLS failures as an ApiException without status
+        return LlmdError("cannot reach the Kubernetes API server at %s: %s" % (host, exc.reason or exc),
+                         hint="check the server address, its CA (ca_cert) and validate_certs")
+    return LlmdError("%s %s%s failed: HTTP %s %s: %s" % (verb, what, _where(namespace), exc.status, exc.reason, message),
+                     status=exc.status)
+
+
+def _unreachable(exc, host):
+    reason = getattr(exc, "reason", None) or exc
+    hint = "check the server address in the kubeconfig (or host), that the cluster is up, and any proxy"
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        hint = "the TLS handshake failed: check ca_cert (or the kubeconfig's certificate-authority) and validate_certs"
+    return LlmdError("cannot reach the Kubernetes API server at %s: %s" % (host, reason), hint=hint)
+
+
+def k8s_call(fn, *args, verb, resource, namespace=None, name=None, **kwargs):
+    """Call a kubernetes client API method; failures become LlmdError (K8sNotFound for 404).
+
+    verb, resource, namespace and name describe the request for messages, e.g. verb="list",
+    resource="services" or "gateways.gateway.networking.k8s.io". A default _request_timeout applies
+    unless the caller passes one (None means no timeout, for follows).
+    """
+    kwargs.setdefault("_request_timeout", DEFAULT_REQUEST_TIMEOUT)
+    host = _host_of(fn)
+    try:
+        return fn(*args, **kwargs)
+    except ApiException as exc:
+        raise api_error(exc, verb, resource, namespace, name, host) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise _unreachable(exc, host) from exc
+    except ConfigException as exc:  # an exec plugin failing while refreshing its token
+        raise LlmdError("cannot refresh the Kubernetes credentials: %s" % exc,
+                        hint="check the exec plugin (or auth provider) of the kubeconfig") from exc
+
+
+def k8s_json(fn, *args, **kwargs):
+    """k8s_call returning the response's JSON as the API server sent it (camelCase keys, no models)."""
+    response = k8s_call(fn, *args, _preload_content=False, **kwargs)
+    return json.loads(response.data)

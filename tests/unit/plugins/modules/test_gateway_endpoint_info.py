@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the llmd.verify project
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module and the lookup, end to end through the real kubernetes client against a local stub API server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("kubernetes")
+
+from ansible.module_utils import basic  # noqa: E402
+from ansible.module_utils.common.text.converters import to_bytes  # noqa: E402
+
+from ansible_collections.llmd.verify.plugins.modules import gateway_endpoint_info  # noqa: E402
+# The stub API server and the isolation from this machine's kubeconfig, as fixtures.
+from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.test__k8s_client import (  # noqa: E402,F401 pylint: disable=unused-import
+    api,
+    isolated,
+)
+
+try:  # ansible-core 2.19+
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core 2.18
+    from unittest import mock
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
+            yield
+
+NOT_FOUND = (404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "the server could not find it"})
+SERVICES = {"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [
+    {"metadata": {"name": "infra-inference-scheduling-inference-gateway-istio", "namespace": "llm-d"},
+     "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.9", "selector": {"app": "gw"},
+              "ports": [{"name": "status-port", "port": 15021, "protocol": "TCP"},
+                        {"name": "http", "port": 80, "protocol": "TCP"}]}}]}
+
+
+@pytest.fixture
+def cluster(api):
+    """A cluster with a ClusterIP Istio gateway Service, no Gateway API and no Routes."""
+    api.routes.update({
+        "/api/v1/namespaces/llm-d/services": (200, SERVICES),
+        "/apis/networking.k8s.io/v1/namespaces/llm-d/ingresses": (200, {
+            "kind": "IngressList", "apiVersion": "networking.k8s.io/v1", "metadata": {"resourceVersion": "1"},
+            "items": []}),
+    })
+    api.answer = NOT_FOUND
+    return api
+
+
+def run_module(args, capsys):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as caught:
+            gateway_endpoint_info.main()
+    return caught.value.code, json.loads(capsys.readouterr().out)
+
+
+# The lookup runs in a fresh interpreter: Ansible's collection loader must import the collection itself.
+LOOKUP = """
+import json, sys
+from ansible.plugins.loader import init_plugin_loader, lookup_loader
+init_plugin_loader([sys.argv[1]])
+print(json.dumps(lookup_loader.get("llmd.verify.gateway_endpoint").run([], {}, **json.loads(sys.argv[2]))))
+"""
+COLLECTIONS_ROOT = os.path.dirname(__file__).rsplit(os.sep + "ansible_collections" + os.sep, 1)[0]
+
+
+def lookup(**options):
+    done = subprocess.run([sys.executable, "-c", LOOKUP, COLLECTIONS_ROOT, json.dumps(options)], capture_output=True,
+                          text=True, timeout=60, check=False, env=dict(os.environ, PYTHONPATH=""))
+    return json.loads(done.stdout) if done.returncode == 0 else done.stderr
+
+
+def test_auto_resolves_the_port_forward_and_the_lookup_agrees(cluster, capsys):
+    args = {"host": cluster.url, "api_key": "k", "namespace": "llm-d"}
+    code, result = run_module(args, capsys)
+    assert code == 0 and result["changed"] is False
+    assert (result["mode"], result["endpoint"]) == ("port_forward", "http://127.0.0.1:8000")
+    assert result["reach"]["port_forward"]["service"] == "infra-inference-scheduling-inference-gateway-istio"
+    gateway = next(c for c in result["candidates"] if c["mode"] == "gateway")
+    assert gateway["reason"].startswith("not available")
+    assert lookup(**args) == [result["endpoint"]]
+
+
+def test_unavailable_mode_fails_cleanly(cluster, capsys):
+    code, result = run_module({"host": cluster.url, "api_key": "k", "namespace": "llm-d", "mode": "route"}, capsys)
+    assert code == 1 and result["failed"] is True and result["changed"] is False
+    assert result["msg"].startswith("mode route is not available in namespace llm-d: not available: OpenShift Routes")
+    assert "mode route is not available" in lookup(host=cluster.url, api_key="k", namespace="llm-d", mode="route")
+
+
+def test_invalid_namespace_fails_before_any_request(cluster, capsys):
+    code, result = run_module({"host": cluster.url, "api_key": "k", "namespace": "LLM_D"}, capsys)
+    assert code == 1 and "not a valid Kubernetes namespace" in result["msg"]
+    assert cluster.requests == []
+
+
+def test_the_token_is_not_echoed(cluster, capsys):
+    cluster.routes["/api/v1/namespaces/llm-d/services"] = (401, {"kind": "Status", "code": 401, "message": "Unauthorized"})
+    code, result = run_module({"host": cluster.url, "api_key": "s3cr3t-token", "namespace": "llm-d"}, capsys)
+    assert code == 1 and "rejected the credentials" in result["msg"]
+    assert "s3cr3t-token" not in json.dumps(result)
