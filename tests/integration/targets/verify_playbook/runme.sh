@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG="${COLLECTION_ROOT}/ansible.cfg"
 reports=$(mktemp -d)
 trap 'rm -rf "${reports}"' EXIT
 
-# verify SCENARIO VERDICT [CHECK=WORDS ...] -- [ansible-playbook args, where @SANDBOX_DIR@ is the sandbox's dir]
+# verify SCENARIO VERDICT [CHECK=WORDS ...] -- [ansible-playbook args]
 verify() {
   local scenario=$1 verdict=$2 status=0
   shift 2
@@ -23,9 +23,18 @@ verify() {
   marker="verify-playbook-$$-${RANDOM}"
   (
     sandbox_up "${scenario}"
+    local extra=()
+    if [ "${scenario}" = openshift-route ]; then
+      # The route's host has no DNS record here (as on a fresh cluster): resolve it to the router's address,
+      # as a user would: the host from the Route, the address from the router's load balancer.
+      local host router
+      host=$(kubectl get route -n "${SANDBOX_NAMESPACE}" -o jsonpath='{.items[0].spec.host}')
+      router=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["external"]["Router/default"])' "${SANDBOX_STATE}")
+      extra=(-e "{\"llmd_resolve\": {\"${host}\": \"${router}\"}, \"llmd_ca_path\": \"${SANDBOX_DIR}/ca.crt\"}")
+    fi
     LLMD_VERIFY_RUN_MARKER="${marker}" ansible-playbook "${COLLECTION_ROOT}/playbooks/verify.yml" \
       -e "llmd_kubeconfig=${KUBECONFIG} llmd_namespace=${SANDBOX_NAMESPACE} llmd_report_dir=${report}" \
-      -e "llmd_models_wait_timeout=20" "${@//@SANDBOX_DIR@/${SANDBOX_DIR}}"
+      -e "llmd_models_wait_timeout=20" "${extra[@]}" "$@"
   ) || status=$?
   if [ "${verdict}" = passed ] && [ "${status}" -ne 0 ]; then
     echo "verify.yml failed on ${scenario}"; exit 1
@@ -58,7 +67,7 @@ verify pd-disaggregation passed prefill=moved logs-prefill=kept -- -e llmd_guide
 verify nodeport passed mode=service
 verify ingress passed mode=ingress
 verify ingress-hostname passed mode=ingress
-verify openshift-route passed mode=route -- -e "llmd_ca_path=@SANDBOX_DIR@/ca.crt"
+verify openshift-route passed mode=route stream=TTFT
 verify two-gateways passed
 verify warming-up passed models=attempt
 
