@@ -78,8 +78,9 @@ options:
         O(namespace) (C(/api/v1/namespaces/NS/services/NAME:PORT/proxy/...)), with the credentials of
         O(kubeconfig) and O(context). A ClusterIP gateway, a standalone EPP or one model server pod can then be
         checked with no port-forward. It needs C(get) and C(create) on C(services/proxy) or C(pods/proxy).
-      - A real API server relays a streamed answer in 200 ms batches, so through V(api_proxy) only total times
-        are meaningful; time to first token and inter-token latency are not reported.
+      - Through V(api_proxy) a streamed answer passes the API server's proxy, which may hold it back in 200 ms
+        batches (its flush interval; newer API servers pass event streams on at once) and adds its own hop, so only
+        total times are reported there; time to first token and inter-token latency are not.
     type: str
     choices: [direct, api_proxy]
     default: direct

@@ -9,7 +9,8 @@ metrics. The generated connect_*_proxy methods take no body, so requests go thro
 ApiClient.param_serialize + call_api, which add the client's credentials (token, exec plugin refresh,
 client certificate) and return the urllib3 response unread, to be streamed.
 
-A real API server flushes what it relays every 200 ms, so timings taken through it are coarse.
+The API server's proxy adds a hop and may flush what it relays only every 200 ms (its flush interval; Go's
+reverse proxy passes event streams on at once in newer releases), so timings taken through it are coarse.
 """
 
 from __future__ import annotations

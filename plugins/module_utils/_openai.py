@@ -37,8 +37,8 @@ OBJECTS = {"completions": "text_completion", "chat": "chat.completion"}
 ROUTING_HEADERS = ("x-inference-pod", "x-inference-namespace", "x-inference-port", "x-gateway-destination-endpoint",
                    "x-request-id")
 NOT_READY_BODIES = ("no healthy upstream", "no endpoints")
-COARSE_NOTE = ("sent through the Kubernetes API server proxy, which relays a stream in 200 ms batches: only the "
-               "total time is meaningful; measure TTFT and inter-token latency with transport=direct")
+COARSE_NOTE = ("sent through the Kubernetes API server proxy, which adds a hop and may relay a stream in 200 ms "
+               "batches: only the total time is meaningful; measure TTFT and inter-token latency with transport=direct")
 
 
 # ---- parsing: never raises ---------------------------------------------------------------------
