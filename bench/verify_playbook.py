@@ -1,0 +1,78 @@
+"""playbooks/verify.yml against the seed's procedure scripted with kubectl and curl, on the same sandbox.
+
+Both do the same work on the inference-scheduling scenario: find the gateway Service (the seed's regex),
+port-forward it, GET /v1/models, POST /v1/completions and /v1/chat/completions and a streamed completion,
+list the decode pods and read their vllm logs without the seed's noise, stop the port-forward. They run
+alternately, ROUNDS times each, and the medians are compared (one run, side by side: this machine is noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUNDS = 3
+
+# The seed's commands, in order, as a user would paste them (yq stands for the seed's `yq` filter).
+SEED_SCRIPT = r"""
+set -euo pipefail
+GATEWAY_SVC=$(kubectl get svc -n "${NAMESPACE}" -o json | jq -r '.items[] | select(.metadata.name | test(".*-inference-gateway(-.*)?$")).metadata.name' | head -n1)
+kubectl port-forward -n "${NAMESPACE}" "service/${GATEWAY_SVC}" 0:80 > "${WORK}/pf.log" 2>&1 &
+PF=$!
+trap 'kill ${PF} 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "Forwarding from 127.0.0.1" "${WORK}/pf.log" && break; sleep 0.05; done
+PORT=$(sed -n 's/^Forwarding from 127.0.0.1:\([0-9]*\) .*/\1/p' "${WORK}/pf.log" | head -n1)
+ENDPOINT="http://127.0.0.1:${PORT}"
+MODEL=$(curl -sf "${ENDPOINT}/v1/models" -H "Content-Type: application/json" | jq -r '.data[0].id')
+curl -sf -X POST "${ENDPOINT}/v1/completions" -H 'Content-Type: application/json' \
+  -d "{\"model\": \"${MODEL}\", \"prompt\": \"How are you today?\", \"max_tokens\": 16, \"seed\": ${RANDOM}${RANDOM}}" | jq -e '.choices' >/dev/null
+curl -sf -X POST "${ENDPOINT}/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d "{\"model\": \"${MODEL}\", \"messages\": [{\"role\": \"user\", \"content\": \"How are you today?\"}], \"max_tokens\": 16}" | jq -e '.choices' >/dev/null
+curl -sfN -X POST "${ENDPOINT}/v1/completions" -H 'Content-Type: application/json' \
+  -d "{\"model\": \"${MODEL}\", \"prompt\": \"Hi, how are you?\", \"max_tokens\": 16, \"stream\": true}" | grep -q "data: \[DONE\]"
+DECODE_PODS=$(kubectl get pods --no-headers -n "${NAMESPACE}" -l "llm-d.ai/role=decode" -o custom-columns=":metadata.name")
+for pod in ${DECODE_PODS}; do
+  kubectl logs -n "${NAMESPACE}" "${pod}" -c vllm --since=600s \
+    | grep -v "waiting for vLLM to be ready\|GET /metrics HTTP/1.1\|Avg prompt throughput" > /dev/null || true
+done
+"""
+
+
+def _timed(argv, env):
+    started = time.monotonic()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    return time.monotonic() - started
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="llmd-bench-verify-")
+    sandbox = os.path.join(work, "sandbox")
+    subprocess.run(["llmd-sandbox", "up", "--scenario", "inference-scheduling", "--dir", sandbox,
+                    "--watch-pid", str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
+    try:
+        with open(os.path.join(sandbox, "state.json")) as handle:
+            namespace = json.load(handle)["namespace"]
+        env = dict(os.environ, KUBECONFIG=os.path.join(sandbox, "kubeconfig"), NAMESPACE=namespace, WORK=work,
+                   KUBECACHEDIR=os.path.join(work, "kube-cache"), ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+        playbook = ["ansible-playbook", os.path.join(ROOT, "playbooks", "verify.yml"),
+                    "-e", "llmd_kubeconfig=%s llmd_namespace=%s llmd_guide=inference-scheduling" % (env["KUBECONFIG"], namespace),
+                    "-e", "llmd_report_dir=%s" % os.path.join(work, "report")]
+        seed, ours = [], []
+        for _round in range(ROUNDS):
+            seed.append(_timed(["bash", "-c", SEED_SCRIPT], env))
+            ours.append(_timed(playbook, env))
+        seed_median, ours_median = statistics.median(seed), statistics.median(ours)
+        print("seed's procedure, kubectl + curl + grep: median %.2f s  (runs: %s)" % (seed_median, ", ".join("%.2f" % t for t in seed)))
+        print("ansible-playbook playbooks/verify.yml:   median %.2f s  (runs: %s)" % (ours_median, ", ".join("%.2f" % t for t in ours)))
+        print("verify.yml / seed script: %.2fx  (goal: within 3x and under 10 s)" % (ours_median / seed_median))
+    finally:
+        subprocess.run(["llmd-sandbox", "down", "--dir", sandbox], check=False, stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
