@@ -41,6 +41,7 @@ verify() {
       extra=(-e "{\"llmd_resolve\": {\"${host}\": \"${router}\"}, \"llmd_ca_path\": \"${SANDBOX_DIR}/ca.crt\"}")
     fi
     LLMD_VERIFY_RUN_MARKER="${marker}" ansible-playbook "${COLLECTION_ROOT}/playbooks/verify.yml" \
+      -i "${COLLECTION_ROOT}/playbooks/inventory/localhost.yml" \
       -e "llmd_kubeconfig=${KUBECONFIG} llmd_namespace=${SANDBOX_NAMESPACE} llmd_report_dir=${report}" \
       -e "llmd_models_wait_timeout=20" "${extra[@]}" "$@"
   ) || status=$?
