@@ -188,8 +188,8 @@ def _accepts(request: web.Request, table: bool = False) -> bool:
     for entry in accept.split(","):
         media, *params = [p.strip() for p in entry.split(";")]
         as_param = next((p.split("=", 1)[1] for p in params if p.startswith("as=")), None)
-        if media in ("application/json", "application/*", "*/*") and (as_param is None or
-                                                                       (table and as_param == "Table")):
+        if media in ("application/json", "application/*", "*/*") and (as_param is None
+                                                                      or (table and as_param == "Table")):
             return True
     return False
 
@@ -494,8 +494,8 @@ async def _delete(request: web.Request, target: Target) -> web.Response:
 async def _delete_collection(request: web.Request, target: Target) -> web.Response:
     store = request.app[STORE]
     propagation = await _delete_options(request)
-    items, _ = store.list(target.res, target.namespace, request.query.get("labelSelector"),
-                          request.query.get("fieldSelector"))
+    items, _resource_version = store.list(target.res, target.namespace, request.query.get("labelSelector"),
+                                          request.query.get("fieldSelector"))
     deleted = [store.delete(target.res, obj["metadata"].get("namespace"), obj["metadata"]["name"], propagation)
                for obj in items]
     return json_response(_list_body(target, deleted, store.resource_version, None))

@@ -62,7 +62,7 @@ class Authz:
         self._users = {token: User(role) for role, token in self.tokens.items()}
 
     def authenticate(self, authorization_header: str | None) -> User | None:
-        scheme, _, token = (authorization_header or "").partition(" ")
+        scheme, _sep, token = (authorization_header or "").partition(" ")
         if scheme.lower() != "bearer":
             return None
         return self._users.get(token.strip())

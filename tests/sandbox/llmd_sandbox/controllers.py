@@ -212,7 +212,7 @@ class Controllers:
         meta, spec = replicaset["metadata"], replicaset["spec"]
         pods = [p for p in self.store.list(PODS, meta["namespace"])[0] if owned_by(p, replicaset)]
         wanted = spec.get("replicas", 1)
-        for _ in range(wanted - len(pods)):
+        for _missing in range(wanted - len(pods)):
             pods.append(self.create_pod(replicaset))
         for extra in pods[wanted:]:
             self.store.delete(PODS, meta["namespace"], extra["metadata"]["name"])
@@ -342,13 +342,15 @@ class Controllers:
                           condition(old_listeners.get(listener["name"]), "ResolvedRefs", True, "ResolvedRefs",
                                     "No errors found", generation)]}
                      for listener in spec.get("listeners") or []]
-        status = {"addresses": addresses, "conditions": [
-            condition(previous.get("conditions"), "Accepted", True, "Accepted", "Resource accepted", generation),
-            condition(previous.get("conditions"), "Programmed", programmed,
-                      "Programmed" if programmed else "AddressNotAssigned",
-                      "Resource programmed, assigned to service(s) "
-                      f"{service['metadata']['name']}.{meta['namespace']}.svc.cluster.local:80"
-                      if programmed else "Assigned to service(s), but no ready data plane", generation)],
+        status = {
+            "addresses": addresses,
+            "conditions": [
+                condition(previous.get("conditions"), "Accepted", True, "Accepted", "Resource accepted", generation),
+                condition(previous.get("conditions"), "Programmed", programmed,
+                          "Programmed" if programmed else "AddressNotAssigned",
+                          "Resource programmed, assigned to service(s) "
+                          f"{service['metadata']['name']}.{meta['namespace']}.svc.cluster.local:80"
+                          if programmed else "Assigned to service(s), but no ready data plane", generation)],
             "listeners": listeners}
         if not addresses:
             del status["addresses"]

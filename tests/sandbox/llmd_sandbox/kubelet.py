@@ -228,7 +228,7 @@ class PodRuntime:
                     return 200 <= answer.status < 400
             if "tcpSocket" in probe:
                 port = container_port(container.spec, probe["tcpSocket"]["port"])
-                _, writer = await asyncio.wait_for(
+                _reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.ip, port, local_addr=(self.kubelet.node_ip, 0)), PROBE_TIMEOUT_SECONDS)
                 writer.close()
                 return True
@@ -246,7 +246,7 @@ class PodRuntime:
         grace = min(float(self.spec.get("terminationGracePeriodSeconds", 30)), MAX_GRACE_SECONDS)
         waits = [asyncio.create_task(p.wait()) for p in processes]
         if waits:
-            _, pending = await asyncio.wait(waits, timeout=grace)
+            _done, pending = await asyncio.wait(waits, timeout=grace)
             for process in processes:
                 if process.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
@@ -417,13 +417,13 @@ def _zygote_main(fd: int) -> None:
 
     from .containers import __main__ as entry
 
-    for _, program in entry.PROGRAMS:
+    for _image_fragment, program in entry.PROGRAMS:
         importlib.import_module(f"llmd_sandbox.containers.{program}")
     channel = socket.socket(fileno=fd)
     children = 0
     while True:
         if select.select([channel], [], [], 0.05)[0]:
-            config, fds, _, _ = socket.recv_fds(channel, 1024 * 1024, 2)
+            config, fds, _flags, _address = socket.recv_fds(channel, 1024 * 1024, 2)
             if not config:
                 return
             pid = os.fork()

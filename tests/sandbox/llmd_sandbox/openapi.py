@@ -53,4 +53,3 @@ def root_document() -> dict:
         paths[_gv_path(group, version)] = {
             "serverRelativeURL": f"/openapi/v3/{_gv_path(group, version)}?hash={digest.hexdigest()[:128].upper()}"}
     return {"paths": paths}
-

@@ -83,9 +83,9 @@ def parse_cri(data: str, pending: list[str]) -> list[LogLine]:
     `pending` carries partial pieces between calls when following."""
     lines = []
     for raw in data.splitlines():
-        timestamp, _, rest = raw.partition(" ")
-        _stream, _, rest = rest.partition(" ")
-        tag, _, message = rest.partition(" ")
+        timestamp, _sep, rest = raw.partition(" ")
+        _stream, _sep, rest = rest.partition(" ")
+        tag, _sep, message = rest.partition(" ")
         if not pending:
             pending.append(timestamp)
         pending.append(message)

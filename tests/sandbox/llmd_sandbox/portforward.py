@@ -158,7 +158,7 @@ class _Forwarder:
             await ws.send_bytes(bytes([2 * index]) + port_bytes)
             await ws.send_bytes(bytes([2 * index + 1]) + port_bytes)
         backends: list[asyncio.Future[asyncio.StreamWriter | None]] = [
-            asyncio.get_running_loop().create_future() for _ in ports
+            asyncio.get_running_loop().create_future() for _port in ports
         ]
         port_tasks = [asyncio.create_task(self._channel_port(ws, i, port, backends[i])) for i, port in enumerate(ports)]
         ports_done = asyncio.gather(*port_tasks)

@@ -87,7 +87,7 @@ def find_resource(group: str, version: str, plural: str) -> Resource | None:
 
 def resource_for(api_version: str, kind: str) -> Resource | None:
     """The resource of an object, from its apiVersion and kind."""
-    group, _, version = api_version.rpartition("/")
+    group, _sep, version = api_version.rpartition("/")
     for res in RESOURCES:
         if (res.group, res.version, res.kind) == (group, version, kind):
             return res

@@ -36,7 +36,7 @@ def _check_value(key: str, value: str) -> None:
 
 
 def _check_key(key: str) -> None:
-    prefix, _, name = key.rpartition("/")
+    prefix, _sep, name = key.rpartition("/")
     if not name or len(name) > 63 or not _LABEL_VALUE.match(name) or len(prefix) > 253:
         raise SelectorError(
             f'unable to parse requirement: key: Invalid value: "{key}": name part must consist of alphanumeric '

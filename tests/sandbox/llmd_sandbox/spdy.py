@@ -90,7 +90,7 @@ class HeaderCodec:
             raise ProtocolError(f"bad header block: {exc}") from exc
         (count,), pos = struct.unpack_from(">I", raw), 4
         headers = {}
-        for _ in range(count):
+        for _header in range(count):
             (size,) = struct.unpack_from(">I", raw, pos)
             name = raw[pos + 4 : pos + 4 + size].decode()
             pos += 4 + size

@@ -205,7 +205,7 @@ class Store:
             fields_match = parse_field_selector(field_selector, res.kind)
         except SelectorError as exc:
             raise ApiError.bad_request(str(exc)) from exc
-        items = [copy.deepcopy(obj) for (ns, _), obj in sorted(self._objects[res].items())
+        items = [copy.deepcopy(obj) for (ns, _name), obj in sorted(self._objects[res].items())
                  if (not namespace or ns == namespace)
                  and labels_match(obj["metadata"].get("labels") or {}) and fields_match(obj)]
         return items, self.resource_version

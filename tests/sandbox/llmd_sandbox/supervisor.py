@@ -73,7 +73,7 @@ class Supervisor:
         (self.directory / "certs").mkdir(parents=True, exist_ok=True)
         ssl_context = None
         if self.tls:
-            _, self.ca_file, ssl_context = api_server_tls(self.directory, ca=self.ca)
+            _ca, self.ca_file, ssl_context = api_server_tls(self.directory, ca=self.ca)
         elif self._has_tls_objects():  # routes and ingresses still need a CA to trust
             self.ca_file = self.ca.write_ca(self.directory / "ca.crt")
         log_root = self.directory / "logs"
@@ -152,7 +152,7 @@ class Supervisor:
             if key.startswith("NodePort/"):
                 continue
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, _listener_ports(self.store, key)[0]), 1)
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, _listener_ports(self.store, key)[0]), 1)
                 writer.close()
             except (OSError, TimeoutError):
                 return f"{key} does not answer on {ip}"
@@ -243,7 +243,7 @@ def _wanted_listeners(scenario: Scenario) -> list[str]:
 
 
 def _listener_ports(store: Store, key: str) -> list[int]:
-    kind, _, rest = key.partition("/")
+    kind, _sep, rest = key.partition("/")
     if kind == "NodePort":
         return [int(rest)]
     if kind == "Service":

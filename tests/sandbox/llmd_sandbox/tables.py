@@ -242,7 +242,7 @@ def to_table(res: Resource, items: list[dict], resource_version: str, include_ob
         "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
         "columnDefinitions": [{"name": name, "type": kind, "format": "name" if name == "Name" else "",
                                "description": "", "priority": 1 if name in _WIDE_ONLY else 0}
-                              for name, kind, _ in columns],
-        "rows": [{"cells": [cell(obj) for _, _, cell in columns], "object": _row_object(obj, include_object)}
+                              for name, kind, _cell in columns],
+        "rows": [{"cells": [cell(obj) for _name, _kind, cell in columns], "object": _row_object(obj, include_object)}
                  for obj in items],
     }

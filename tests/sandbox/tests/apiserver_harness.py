@@ -1,8 +1,6 @@
 """Serve the sandbox's API server (make_app) over TLS on 127.0.0.1 in a background thread, for tests.
 
-    from apiserver_harness import apiserver  # the pytest fixture; or use serve_apiserver() directly
-
-    def test_x(apiserver):
+    def test_x(apiserver):  # the pytest fixture (conftest.py loads this module); or use serve_apiserver()
         apiserver.run(apiserver.store.create, {...})          # store calls run on the server's loop
         subprocess.run(apiserver.kubectl("1.33", "get", "pods"), ...)
 """
@@ -66,7 +64,7 @@ def write_kubeconfig(path: Path, url: str, ca_path: Path, token: str, namespace:
         "clusters": [{"name": "sandbox", "cluster": {"server": url, "certificate-authority": str(ca_path)}}],
         "users": [{"name": "sandbox", "user": {"token": token}}],
         "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox",
-                                                      "namespace": namespace}}],
+                                                     "namespace": namespace}}],
     }
     path.write_text(yaml.safe_dump(config))
     os.chmod(path, 0o600)
@@ -81,7 +79,7 @@ def serve_apiserver(directory: Path, *, readonly_namespace: str = READONLY_NAMES
     log_root = directory / "logs"
     log_root.mkdir(exist_ok=True)
     store, authz = Store(), Authz(readonly_namespace)
-    _, ca_path, ssl_context = api_server_tls(directory)
+    _ca, ca_path, ssl_context = api_server_tls(directory)
     loop = asyncio.new_event_loop()
     started: dict = {}
     ready, stop, server = threading.Event(), None, None

@@ -177,7 +177,7 @@ class FakeApiServer:
         self.stop()
 
     def start(self) -> None:
-        _, self.ca_file, server_tls = tls.api_server_tls(self.workdir)
+        _ca, self.ca_file, server_tls = tls.api_server_tls(self.workdir)
         self._thread.start()
         self.port = asyncio.run_coroutine_threadsafe(self._start(server_tls), self.loop).result(timeout=20)
         self.url = f"https://127.0.0.1:{self.port}"
@@ -244,7 +244,7 @@ class FakeApiServer:
     # --- the pod's backends ---
 
     def _backend_app(self) -> web.Application:
-        async def hello(_: web.Request) -> web.Response:
+        async def hello(_request: web.Request) -> web.Response:
             return web.Response(text=f"hello from {POD}\n")
 
         async def sized(request: web.Request) -> web.Response:
@@ -298,7 +298,7 @@ class FakeApiServer:
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
-    async def _version(self, _: web.Request) -> web.Response:
+    async def _version(self, _request: web.Request) -> web.Response:
         return web.json_response(
             {
                 "major": "1",
@@ -322,10 +322,10 @@ class FakeApiServer:
             }
         )
 
-    async def _api_groups(self, _: web.Request) -> web.Response:
+    async def _api_groups(self, _request: web.Request) -> web.Response:
         return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
 
-    async def _api_resources(self, _: web.Request) -> web.Response:
+    async def _api_resources(self, _request: web.Request) -> web.Response:
         def resource(name: str, kind: str, verbs: list[str], short: list[str] | None = None) -> dict:
             entry = {
                 "name": name,

@@ -12,7 +12,7 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 from llmd_sandbox.resources import find_resource
 
-from apiserver_harness import (READONLY_NAMESPACE, ApiServer, apiserver, namespace, running_pod,  # noqa: F401
+from apiserver_harness import (READONLY_NAMESPACE, ApiServer, namespace, running_pod,
                                start_backend, write_cri_log, write_kubeconfig)
 
 PODS = find_resource("", "v1", "pods")
@@ -181,7 +181,7 @@ def test_unauthorized_and_forbidden(api, apiserver, tmp_path):
          'cannot create resource \\"pods\\"'),
         (lambda: readonly.connect_get_namespaced_pod_proxy_with_path("p", READONLY_NAMESPACE, "metrics"),
          f'pods \\"p\\" is forbidden: User \\"{user}\\" cannot get resource \\"pods/proxy\\"'),
-        (lambda: readonly.list_node(), 'cannot list resource \\"nodes\\" in API group \\"\\" at the cluster scope'),
+        (readonly.list_node, 'cannot list resource \\"nodes\\" in API group \\"\\" at the cluster scope'),
         (lambda: client.CoreV1Api(api["none"]).list_namespaced_pod(READONLY_NAMESPACE),
          'User \\"system:serviceaccount:llmd-sandbox:none\\" cannot list'),
     ]
@@ -223,7 +223,10 @@ def test_pod_logs_with_each_option(api, apiserver):
     write_cri_log(apiserver, pod, "vllm", 1, _log_lines(10, now - datetime.timedelta(seconds=100)))
     write_cri_log(apiserver, pod, "routing-proxy", 0, [("2026-01-01T00:00:00.5Z", "waiting for vLLM to be ready")])
     core = client.CoreV1Api(api["admin"])
-    read = lambda **kw: core.read_namespaced_pod_log("decode-0", NS, **kw)  # noqa: E731
+
+    def read(**kw):
+        return core.read_namespaced_pod_log("decode-0", NS, **kw)
+
     assert read().splitlines()[0] == "line 0"  # the only (non-init) container is the default
     assert read(container="vllm", tail_lines=2) == "line 8\nline 9\n"
     assert read(container="vllm", tail_lines=1, timestamps=True).startswith(_log_lines(10, now)[0][0][:4])
@@ -302,7 +305,7 @@ def test_service_and_pod_proxy(api, apiserver):
         assert response.status == 200 and response.read() == b"vllm:num_requests_running 0\n", path
         assert response.getheader("X-Backend") == "yes"
     response = _raw_call(admin, "POST", f"/api/v1/namespaces/{NS}/services/gaie-sim-epp:9090/proxy/v1/completions?x=1",
-                           body={"model": "m"})
+                         body={"model": "m"})
     response.read()
     assert seen[-1][:2] == ("POST", "/v1/completions?x=1") and seen[-1][2] is None and '"model"' in seen[-1][3]
     apiserver.run(apiserver.store.create, {"apiVersion": "v1", "kind": "Service",
@@ -328,7 +331,7 @@ def test_proxy_flushes_like_go_reverse_proxy(api, apiserver):
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.content_length = 10
         await response.prepare(request)
-        for _ in range(10):
+        for _byte in range(10):
             await response.write(b"x")
             await asyncio.sleep(0.05)
         await response.write_eof()
@@ -348,9 +351,10 @@ def test_proxy_flushes_like_go_reverse_proxy(api, apiserver):
         return seen
 
     def largest_gap(seen: list[tuple[float, int]]) -> float:
-        return max(later - earlier for (earlier, _), (later, _) in zip(seen, seen[1:]))
+        times = [at for at, _size in seen]
+        return max(later - earlier for earlier, later in zip(times, times[1:]))
 
     events_seen = arrivals("events")  # one event every 50 ms, each passed on as it comes
     assert events_seen[0][0] < 0.15 and largest_gap(events_seen) < 0.12, events_seen
     sized_seen = arrivals("sized")  # one byte every 50 ms, passed on in 200 ms batches
-    assert sum(n for _, n in sized_seen) == 10 and largest_gap(sized_seen) > 0.15, sized_seen
+    assert sum(size for _at, size in sized_seen) == 10 and largest_gap(sized_seen) > 0.15, sized_seen

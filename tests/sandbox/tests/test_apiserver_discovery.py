@@ -8,7 +8,7 @@ import pytest
 import requests
 from kubernetes import client, config, watch
 
-from apiserver_harness import ApiServer, apiserver, namespace, running_pod  # noqa: F401
+from apiserver_harness import ApiServer, namespace, running_pod
 
 TIMEOUT = 10
 AGGREGATED_ONLY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"

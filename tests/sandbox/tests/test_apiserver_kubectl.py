@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from llmd_sandbox.resources import find_resource
 
-from apiserver_harness import (READONLY_NAMESPACE, ApiServer, apiserver, namespace, running_pod,  # noqa: F401
+from apiserver_harness import (READONLY_NAMESPACE, ApiServer, namespace, running_pod,
                                start_backend, write_cri_log)
 
 NS = "llm-d"
@@ -59,7 +59,7 @@ def cluster(apiserver: ApiServer) -> ApiServer:
 
 
 def kubectl(server: ApiServer, version: str, *args: str, role: str = "admin", check: bool = True) -> str:
-    result = subprocess.run(server.kubectl(version, *args, role=role), capture_output=True, text=True,
+    result = subprocess.run(server.kubectl(version, *args, role=role), check=False, capture_output=True, text=True,
                             timeout=TIMEOUT)
     if check:
         assert result.returncode == 0, result.stderr
@@ -69,7 +69,7 @@ def kubectl(server: ApiServer, version: str, *args: str, role: str = "admin", ch
 def shell(server: ApiServer, version: str, script: str) -> str:
     """Runs a seed command line with `kubectl` meaning this kubectl version against this server."""
     kubectl_cmd = " ".join(server.kubectl(version))
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=TIMEOUT,
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], check=False, capture_output=True, text=True, timeout=TIMEOUT,
                             env=dict(os.environ, KUBECTL=kubectl_cmd))
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -12,7 +12,7 @@ from aiohttp import web
 from kubernetes import client, config
 from kubernetes.stream import portforward
 
-from apiserver_harness import (READONLY_NAMESPACE, ApiServer, apiserver, namespace, running_pod,  # noqa: F401
+from apiserver_harness import (READONLY_NAMESPACE, ApiServer, namespace, running_pod,
                                start_backend)
 
 NS = READONLY_NAMESPACE  # the readonly user may read here, but not forward
@@ -67,7 +67,7 @@ def test_kubectl_port_forward(apiserver, web_pod, version):
 
 def test_readonly_may_not_forward(apiserver, web_pod):
     result = subprocess.run(apiserver.kubectl("1.33", "port-forward", "-n", NS, "pod/web-0", f"0:{web_pod}",
-                                              role="readonly"), capture_output=True, text=True, timeout=TIMEOUT)
+                                              role="readonly"), check=False, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode != 0
     assert ('pods "web-0" is forbidden: User "system:serviceaccount:llmd-sandbox:readonly" cannot create resource '
             f'"pods/portforward" in API group "" in the namespace "{NS}"') in result.stderr

@@ -100,7 +100,7 @@ def test_strategic_merge_patch_directives():
              "finalizers": ["y"], "tolerations": [{"key": "z"}]}
     assert strategic_merge_patch(current, patch) == {
         "containers": [{"name": "b"}, {"name": "a", "image": "1", "ports": [{"containerPort": 80},
-                                                                           {"containerPort": 81}]}],
+                                                                            {"containerPort": 81}]}],
         "finalizers": ["x", "y"], "tolerations": [{"key": "z"}]}
     assert strategic_merge_patch(current, {"containers": [{"name": "b", "$patch": "delete"}]})["containers"] == [
         current["containers"][0]]

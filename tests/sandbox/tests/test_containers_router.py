@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
-from containers_harness import containers, random_pod_ip, wait_until  # noqa: F401 (fixture)
+from containers_harness import random_pod_ip, wait_until
 
 TOKEN = "sandbox-token"
 V1, V1ALPHA2 = ("inference.networking.k8s.io", "v1"), ("inference.networking.x-k8s.io", "v1alpha2")
@@ -154,7 +154,7 @@ def cluster(tmp_path):
     fake.stop()
 
 
-def start_epp(containers, cluster, *extra):  # noqa: F811
+def start_epp(containers, cluster, *extra):
     epp = containers("epp", ["--pool-name", "pool", "--pool-namespace", "ns", "--http-port", 80, *extra],
                      pod="pool-epp-0", **cluster.container_spec())
     epp.wait_for_port(80)
@@ -180,7 +180,7 @@ def wait_status(url: str, status: int) -> requests.Response:
                       f"HTTP {status} from {url}")[0]
 
 
-def test_epp_routes_to_ready_pods_round_robin_with_prefix_affinity(containers, cluster):  # noqa: F811
+def test_epp_routes_to_ready_pods_round_robin_with_prefix_affinity(containers, cluster):
     servers = {name: containers("vllm", ["--model", "m1"], pod=name) for name in ("ms-a", "ms-b", "ms-c")}
     cluster.pods = [pod(name, server.pod_ip, {"app": "ms"}, ready=name != "ms-c")
                     for name, server in servers.items()]
@@ -208,7 +208,7 @@ def test_epp_routes_to_ready_pods_round_robin_with_prefix_affinity(containers, c
     assert epp.stop() == 0
 
 
-def test_destination_header_then_no_healthy_upstream(containers, cluster):  # noqa: F811
+def test_destination_header_then_no_healthy_upstream(containers, cluster):
     ip = random_pod_ip()
     cluster.serve_recorder(ip, "rec-0")
     cluster.pods = [pod("rec-0", ip, {"app": "ms"})]
@@ -225,7 +225,7 @@ def test_destination_header_then_no_healthy_upstream(containers, cluster):  # no
     assert caught.value.status_code == 503
 
 
-def test_pd_sends_prefiller_header_and_counts_decisions(containers, cluster):  # noqa: F811
+def test_pd_sends_prefiller_header_and_counts_decisions(containers, cluster):
     decode_ip, prefill_ip = random_pod_ip(), random_pod_ip()
     cluster.serve_recorder(decode_ip, "decode-0")
     cluster.serve_recorder(prefill_ip, "prefill-0")
@@ -244,7 +244,7 @@ def test_pd_sends_prefiller_header_and_counts_decisions(containers, cluster):  #
                if ("decision_type", "prefill-decode") in labels and ("model_name", "m1") in labels) >= 4
 
 
-def test_pd_end_to_end_through_the_routing_sidecar(containers, cluster):  # noqa: F811
+def test_pd_end_to_end_through_the_routing_sidecar(containers, cluster):
     decode_ip = random_pod_ip()
     sidecar = containers("routing-proxy", ["--port=8000", "--vllm-port=8200", "--secure-proxy=false"],
                          pod_ip=decode_ip, pod="decode-0")
@@ -259,7 +259,7 @@ def test_pd_end_to_end_through_the_routing_sidecar(containers, cluster):  # noqa
     wait_status(epp.url, 200)
 
     def prefilled_tokens():
-        return sum(value for (name, _), value in samples(f"http://{prefill.pod_ip}:8000").items()
+        return sum(value for (name, _labels), value in samples(f"http://{prefill.pod_ip}:8000").items()
                    if name == "vllm:generation_tokens_total")
 
     before = prefilled_tokens()
@@ -287,7 +287,7 @@ def rule(pool: str, group: str, path: str = "/", timeout: str | None = None) -> 
     return body
 
 
-def test_gateway_follows_its_httproute_to_the_pool(containers, cluster):  # noqa: F811
+def test_gateway_follows_its_httproute_to_the_pool(containers, cluster):
     ip = random_pod_ip()
     cluster.serve_recorder(ip, "rec-0")
     cluster.pods = [pod("rec-0", ip, {"app": "ms"})]

@@ -8,13 +8,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from containers_harness import containers, random_pod_ip, wait_until  # noqa: F401 (fixture)
+from containers_harness import random_pod_ip, wait_until
 
 KLOG = r"^E\d{4} \d\d:\d\d:\d\d\.\d{6} +1 proxy\.go:\d+\] "
 REFUSED = r'err="dial tcp \[::1\]:8200: connect: connection refused"'
 
 
-def start_proxy(containers, behaviour, pod_ip=None):  # noqa: F811
+def start_proxy(containers, behaviour, pod_ip=None):
     proxy = containers("routing-proxy", ["--port=8000", "--vllm-port=8200", "--connector=nixlv2",
                                          "--secure-proxy=false", f"--behaviour={behaviour}", "-v=4"],
                        pod_ip=pod_ip, pod="decode-0")
@@ -34,7 +34,7 @@ def counters(url: str) -> dict:
     return values
 
 
-def test_legacy_answers_502_empty_and_logs_waiting_for_vllm(containers):  # noqa: F811
+def test_legacy_answers_502_empty_and_logs_waiting_for_vllm(containers):
     proxy = start_proxy(containers, "legacy")
     assert requests.get(proxy.url + "/health", timeout=5).status_code == 200
     answer = requests.get(proxy.url + "/v1/models", timeout=5)
@@ -46,7 +46,7 @@ def test_legacy_answers_502_empty_and_logs_waiting_for_vllm(containers):  # noqa
     assert caught.value.status_code == 502
 
 
-def test_current_answers_503_json_and_logs_failed_to_connect(containers):  # noqa: F811
+def test_current_answers_503_json_and_logs_failed_to_connect(containers):
     proxy = start_proxy(containers, "current")
     answer = requests.get(proxy.url + "/v1/models", timeout=5)
     assert answer.status_code == 503
@@ -59,7 +59,7 @@ def test_current_answers_503_json_and_logs_failed_to_connect(containers):  # noq
     assert proxy.stop() == 0
 
 
-def test_passes_through_once_vllm_is_up_streaming_unbuffered(containers):  # noqa: F811
+def test_passes_through_once_vllm_is_up_streaming_unbuffered(containers):
     proxy = start_proxy(containers, "legacy")
     vllm = containers("vllm", ["--model", "m1", "--port", "8200", "--startup-seconds", "0.5",
                                "--inter-token-latency", "30"], pod_ip=proxy.pod_ip, pod="decode-0")
@@ -82,7 +82,7 @@ def test_passes_through_once_vllm_is_up_streaming_unbuffered(containers):  # noq
     vllm.wait_for_line(r'^INFO:     127\.\d+\.\d+\.\d+:\d+ - "POST /v1/chat/completions HTTP/1\.1" 200 OK$')
 
 
-def test_pd_prefills_remotely_then_decodes_locally(containers):  # noqa: F811
+def test_pd_prefills_remotely_then_decodes_locally(containers):
     proxy = start_proxy(containers, "current")
     decode = containers("vllm", ["--model", "m1", "--port", "8200"], pod_ip=proxy.pod_ip, pod="decode-0")
     prefill = containers("vllm", ["--model", "m1", "--port", "8000"], pod_ip=random_pod_ip(), pod="prefill-0")
@@ -104,7 +104,7 @@ def test_pd_prefills_remotely_then_decodes_locally(containers):  # noqa: F811
     assert prefilled["vllm:external_prefix_cache_hits_total"] == 0
 
 
-def test_pd_with_unreachable_prefiller_fails_with_its_status(containers):  # noqa: F811
+def test_pd_with_unreachable_prefiller_fails_with_its_status(containers):
     proxy = start_proxy(containers, "current")
     containers("vllm", ["--model", "m1", "--port", "8200"], pod_ip=proxy.pod_ip).wait_for_port(8200)
     answer = requests.post(proxy.url + "/v1/completions", timeout=5, data=json.dumps(

@@ -9,14 +9,14 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from containers_harness import containers, port_open  # noqa: F401 (fixture)
+from containers_harness import port_open
 
 TTFT_MS, ITL_MS = 40, 15
 LONG_PROMPT = " ".join(f"word{i}" for i in range(80))
 
 
 @pytest.fixture
-def vllm(containers):  # noqa: F811
+def vllm(containers):
     def start(*extra, port=8000):
         server = containers("vllm", ["--model", "base/model", "--served-model-name", "m1", "m2", "--port", port,
                                      "--lora-modules", "sql-lora=/adapters/sql", "--time-to-first-token", TTFT_MS,
@@ -127,7 +127,7 @@ def timing_allowance_ms() -> float:
     """How late this shared machine may make a process right now: the lateness of short sleeps here, plus
     3 ms per runnable process beyond the CPUs (an idle machine allows ~0; other engineers' runs add)."""
     lateness = []
-    for _ in range(5):
+    for _sleep in range(5):
         started = time.monotonic()
         time.sleep(0.005)
         lateness.append((time.monotonic() - started - 0.005) * 1000)
@@ -141,7 +141,7 @@ def round_trip_ms(server) -> float:
         started = time.monotonic()
         server.client.models.list()
         return (time.monotonic() - started) * 1000
-    return min(once() for _ in range(3))
+    return min(once() for _attempt in range(3))
 
 
 def test_streaming_timing_matches_the_flags_and_the_servers_ground_truth(vllm):
@@ -162,11 +162,11 @@ def test_streaming_timing_matches_the_flags_and_the_servers_ground_truth(vllm):
         return arrivals, server_ttft_ms() - before
 
     run()  # warm up: the connection and the client's lazy imports are not the server's time
-    runs = [run() for _ in range(3)]
+    runs = [run() for _attempt in range(3)]
     overhead, allowance = round_trip_ms(server), timing_allowance_ms()
-    assert all(len(arrivals) == 8 for arrivals, _ in runs)
+    assert all(len(arrivals) == 8 for arrivals, _truth in runs)
     # How far each token is behind its schedule; the least delayed one shows when the server's clock started.
-    delays = [[arrival - i * ITL_MS for i, arrival in enumerate(arrivals)] for arrivals, _ in runs]
+    delays = [[arrival - i * ITL_MS for i, arrival in enumerate(arrivals)] for arrivals, _truth in runs]
     first_token = min(min(delay) for delay in delays)
     spread = min(max(delay) - min(delay) for delay in delays)
     beyond_server = min(arrivals[0] - truth for arrivals, truth in runs)
@@ -185,7 +185,7 @@ def test_non_streaming_takes_ttft_plus_itl_per_further_token(vllm):
         server.client.completions.create(model="m1", prompt="Hello", max_tokens=5)
         return (time.monotonic() - started) * 1000
 
-    best = min(elapsed_ms() for _ in range(3))
+    best = min(elapsed_ms() for _attempt in range(3))
     overhead, allowance = round_trip_ms(server), timing_allowance_ms()
     expected = TTFT_MS + 4 * ITL_MS
     assert expected <= best <= expected + overhead + 3 + allowance, (best, overhead, allowance)
@@ -242,7 +242,7 @@ def test_health_version_and_fastapi_404(vllm):
 def test_metrics_count_requests_tokens_and_prefix_cache(vllm):
     server = vllm()
     usages = [server.client.completions.create(model="m1", prompt=LONG_PROMPT, max_tokens=3).usage
-              for _ in range(2)]
+              for _request in range(2)]
     chat = server.client.chat.completions.create(model="m1", messages=[{"role": "user", "content": "Hi"}],
                                                  max_tokens=50, stop=["."], seed=3)
     values = metrics(server)
@@ -273,7 +273,7 @@ def test_access_log_and_periodic_stats_lines(vllm):
     server.wait_for_line(r"^INFO .* Engine 000: Avg prompt throughput: [1-9][\d.]* tokens/s")
 
 
-def test_startup_seconds_keep_the_port_closed_while_loading(containers):  # noqa: F811
+def test_startup_seconds_keep_the_port_closed_while_loading(containers):
     server = containers("vllm", ["--model", "m1", "--startup-seconds", "1.0"])
     server.wait_for_line(r"\[gpu_model_runner\.py:\d+\] Starting to load model m1\.\.\.")
     assert not port_open(server.pod_ip, 8000)
@@ -286,7 +286,7 @@ def test_startup_seconds_keep_the_port_closed_while_loading(containers):  # noqa
     assert "INFO:     Application shutdown complete." in server.log()
 
 
-def test_crash_logs_cuda_oom_traceback_and_exits_1(containers):  # noqa: F811
+def test_crash_logs_cuda_oom_traceback_and_exits_1(containers):
     server = containers("vllm", ["--model", "m1", "--crash-after-seconds", "0.5"])
     assert server.wait_exit() == 1
     log = server.log()
@@ -296,7 +296,7 @@ def test_crash_logs_cuda_oom_traceback_and_exits_1(containers):  # noqa: F811
     assert "EngineDeadError" in log
 
 
-def test_crash_during_startup_with_own_message(containers):  # noqa: F811
+def test_crash_during_startup_with_own_message(containers):
     server = containers("vllm", ["--model", "m1", "--startup-seconds", "5", "--crash-after-seconds", "0.2",
                                  "--crash-message", "RuntimeError: NCCL error: unhandled system error"])
     assert server.wait_exit() == 1

@@ -88,7 +88,7 @@ def assert_transport(cluster: FakeApiServer, since: int, minor: int) -> None:
 @pytest.mark.parametrize("minor", sorted(TRANSPORTS))
 def test_pod_forward_carries_concurrent_and_large_http(cluster, tmp_path, minor):
     since = len(cluster.portforwards)
-    with kubectl_port_forward(cluster, tmp_path, minor, "pod/web-0", f"0:{HTTP_PORT}") as (port, _):
+    with kubectl_port_forward(cluster, tmp_path, minor, "pod/web-0", f"0:{HTTP_PORT}") as (port, _stderr):
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/hello", timeout=TIMEOUT).text == "hello from web-0\n"
 
@@ -115,7 +115,7 @@ def test_pod_forward_carries_concurrent_and_large_http(cluster, tmp_path, minor)
 @pytest.mark.parametrize("minor", sorted(TRANSPORTS))
 def test_service_forward_reaches_the_selected_pod(cluster, tmp_path, minor):
     since, calls = len(cluster.portforwards), len(cluster.requests)
-    with kubectl_port_forward(cluster, tmp_path, minor, "service/web", "0:80") as (port, _):
+    with kubectl_port_forward(cluster, tmp_path, minor, "service/web", "0:80") as (port, _stderr):
         assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=TIMEOUT).text == "hello from web-0\n"
     # kubectl read the Service, listed pods by its selector and mapped port 80 to the named target port.
     assert ("GET", "/api/v1/namespaces/default/services/web") in cluster.requests[calls:]
@@ -125,7 +125,7 @@ def test_service_forward_reaches_the_selected_pod(cluster, tmp_path, minor):
 
 @pytest.mark.parametrize("minor", [30, 33])
 def test_half_close_reaches_the_backend_and_its_close_reaches_us(cluster, tmp_path, minor):
-    with kubectl_port_forward(cluster, tmp_path, minor, "pod/web-0", f"0:{ECHO_PORT}") as (port, _):
+    with kubectl_port_forward(cluster, tmp_path, minor, "pod/web-0", f"0:{ECHO_PORT}") as (port, _stderr):
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
             payload = os.urandom(300 * 1024)
             conn.sendall(payload)
@@ -140,7 +140,7 @@ def test_newer_kubectl_falls_back_to_spdy_upgrade(cluster, tmp_path):
     since = len(cluster.portforwards)
     cluster.refuse_websocket_portforward = True
     try:
-        with kubectl_port_forward(cluster, tmp_path, 33, "pod/web-0", f"0:{HTTP_PORT}") as (port, _):
+        with kubectl_port_forward(cluster, tmp_path, 33, "pod/web-0", f"0:{HTTP_PORT}") as (port, _stderr):
             assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=TIMEOUT).text == "hello from web-0\n"
     finally:
         cluster.refuse_websocket_portforward = False

@@ -98,7 +98,7 @@ def test_large_download_intact(forward):
 
     response = http_get(sock, "/bytes/3000000")
 
-    head, _, body = response.partition(b"\r\n\r\n")
+    head, _sep, body = response.partition(b"\r\n\r\n")
     assert b"Content-Length: 3000000" in head
     assert len(body) == 3000000 and body[:32] == hashlib.sha256(b"3000000").digest()
 

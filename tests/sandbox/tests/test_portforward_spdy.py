@@ -63,7 +63,7 @@ def run_session(client_bytes: list[bytes], refuse: str | None = None):
 
 
 def test_ping_is_echoed():
-    sent, _, _ = run_session([control(6, struct.pack(">I", 7))])
+    sent, _received, _ends = run_session([control(6, struct.pack(">I", 7))])
     assert sent == control(6, struct.pack(">I", 7))
 
 
@@ -88,11 +88,11 @@ def test_stream_gets_an_empty_reply_then_window_back_for_what_was_consumed():
 
 def test_refused_stream_is_reset_and_reset_streams_end():
     deflate = zlib.compressobj(zdict=spdy.DICTIONARY)
-    sent, _, _ = run_session([syn_stream(deflate, 1, {"streamtype": "bogus"})], refuse="invalid stream type")
+    sent, _received, _ends = run_session([syn_stream(deflate, 1, {"streamtype": "bogus"})], refuse="invalid stream type")
     assert frames(sent) == [(True, 3, 0, struct.pack(">II", 1, spdy.CANCEL))]
 
     deflate = zlib.compressobj(zdict=spdy.DICTIONARY)
-    _, _, ends = run_session(
+    _sent, _received, ends = run_session(
         [syn_stream(deflate, 1, {"streamtype": "data"}), control(3, struct.pack(">II", 1, spdy.CANCEL))]
     )
     assert ends == [(1, True)]
@@ -100,5 +100,5 @@ def test_refused_stream_is_reset_and_reset_streams_end():
 
 def test_no_new_streams_after_goaway():
     deflate = zlib.compressobj(zdict=spdy.DICTIONARY)
-    sent, _, _ = run_session([control(7, struct.pack(">II", 0, 0)), syn_stream(deflate, 1, {"streamtype": "data"})])
+    sent, _received, _ends = run_session([control(7, struct.pack(">II", 0, 0)), syn_stream(deflate, 1, {"streamtype": "data"})])
     assert sent == b""

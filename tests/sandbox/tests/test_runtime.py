@@ -63,7 +63,7 @@ def pods_with_role(sandbox, role: str) -> list[str]:
 def test_up_is_ready_fast_and_down_leaves_nothing(name, tmp_path):
     started = time.monotonic()
     result = subprocess.run([LLMD_SANDBOX, "up", "--scenario", name, "--dir", str(tmp_path),
-                             "--watch-pid", str(os.getpid())], capture_output=True, text=True, timeout=90)
+                             "--watch-pid", str(os.getpid())], check=False, capture_output=True, text=True, timeout=90)
     elapsed = time.monotonic() - started
     state = read_state(tmp_path) if state_path(tmp_path).exists() else {"processes": [], "listeners": []}
     pod_subnet = state.get("node_ip", "").rsplit(".", 1)[0] + "."
@@ -84,7 +84,7 @@ def test_up_is_ready_fast_and_down_leaves_nothing(name, tmp_path):
                 assert pod["ttft_ms"] > 0 and pod["itl_ms"] > 0
         assert elapsed < up_budget(), f"up took {elapsed:.2f} s (load average {os.getloadavg()})"
     finally:
-        down = subprocess.run([LLMD_SANDBOX, "down", "--dir", str(tmp_path)], capture_output=True, timeout=30)
+        down = subprocess.run([LLMD_SANDBOX, "down", "--dir", str(tmp_path)], check=False, capture_output=True, timeout=30)
     assert down.returncode == 0
     assert not [p for p in state["processes"] if alive(p["pid"])]
     assert not set(state["listeners"]) & listening()
@@ -117,7 +117,7 @@ def test_containers_die_with_a_killed_supervisor(llmd_sandbox):
 def test_a_second_up_in_the_same_directory_is_refused(llmd_sandbox):
     sandbox = llmd_sandbox("no-gateway")
     result = subprocess.run([LLMD_SANDBOX, "up", "--scenario", "no-gateway", "--dir", str(sandbox.dir)],
-                            capture_output=True, text=True, timeout=30)
+                            check=False, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "already runs" in result.stderr
 
 
@@ -142,7 +142,7 @@ def test_restart_pod_gives_a_new_pod_that_the_gateway_routes_to(llmd_sandbox):
     gateway = sandbox.state["external"]["Service/llm-d-sim/infra-sim-inference-gateway"]
     old = pods_with_role(sandbox, "decode")[0]
     result = subprocess.run([LLMD_SANDBOX, "restart-pod", "--dir", str(sandbox.dir), "-n", "llm-d-sim", old],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     new = result.stdout.strip()
     assert new != old and new.rsplit("-", 1)[0] == old.rsplit("-", 1)[0]  # same ReplicaSet, new suffix
@@ -236,7 +236,7 @@ def test_openshift_router_serves_edge_tls_and_enforces_the_route_timeout(llmd_sa
     def curl(*args):
         return subprocess.run(["curl", "-sS", "--max-time", "20", "--resolve", f"{host}:443:{router}",
                                "--resolve", f"{host}:80:{router}", "--cacert", sandbox.ca_file, *args],
-                              capture_output=True, text=True, timeout=30)
+                              check=False, capture_output=True, text=True, timeout=30)
 
     models = curl(f"https://{host}/v1/models")
     assert models.returncode == 0 and '"object":"list"' in models.stdout

@@ -75,7 +75,7 @@ def test_model_servers_declare_ttft_and_itl(name):
 
 def test_one_scenario_varies_ttft_between_pods():
     ttfts = {flag_value(c["args"], "--time-to-first-token")
-             for _, t in pod_templates("pd-disaggregation") for c in t["spec"]["containers"] if is_vllm(c)}
+             for _name, t in pod_templates("pd-disaggregation") for c in t["spec"]["containers"] if is_vllm(c)}
     assert len(ttfts) == 2
 
 
@@ -97,7 +97,7 @@ def test_standalone_guides_have_no_gateway_and_an_epp_service_fronting_http(name
     assert not objects(name, "Gateway") and not objects(name, "HTTPRoute")
     epp = next(s for s in objects(name, "Service") if s["metadata"]["name"] == f"{name}-epp")
     assert sorted(p["port"] for p in epp["spec"]["ports"]) == [80, 9002, 9090]
-    for _, template in pod_templates(name):
+    for _name, template in pod_templates(name):
         if "llm-d.ai/role" in template["metadata"]["labels"]:
             assert template["metadata"]["labels"]["llm-d.ai/guide"] == name
 

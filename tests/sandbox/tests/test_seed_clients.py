@@ -90,7 +90,7 @@ def test_portforward_to_the_gateway_pod(api_client):
     finally:
         sock.close()
         forward.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, _sep, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert b'"id":"random"' in body
 

@@ -36,7 +36,7 @@ def parse_args(argv: list, namespace: str) -> argparse.Namespace:
     parser.add_argument("--metrics-port", "-metrics-port", type=int, default=9090)
     parser.add_argument("--pd", action="store_true", help="P/D disaggregation: pick a prefill pod too")
     parser.add_argument("--pd-threshold", type=int, default=0, help="prompt tokens below which P/D is skipped")
-    args, _ = parser.parse_known_args(argv)
+    args, _unknown = parser.parse_known_args(argv)
     return args
 
 

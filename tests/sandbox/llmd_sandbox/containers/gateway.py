@@ -37,7 +37,7 @@ def parse_args(argv: list) -> argparse.Namespace:
     parser.add_argument("--status-port", type=int, help="Istio's readiness port (15021)")
     parser.add_argument("--pd", action="store_true", help="P/D disaggregation: pick a prefill pod too")
     parser.add_argument("--pd-threshold", type=int, default=0, help="prompt tokens below which P/D is skipped")
-    args, _ = parser.parse_known_args(argv)
+    args, _unknown = parser.parse_known_args(argv)
     return args
 
 

@@ -49,4 +49,3 @@ def envoy_access(method: str, path: str, status: int, flags: str, details: str, 
     emit(f'[{start.isoformat(timespec="milliseconds").replace("+00:00", "Z")}] "{method} {path} HTTP/1.1" '
          f'{status} {flags} {details} - "-" {received} {sent} {duration_ms} - "-" "{user_agent or "-"}" '
          f'"{request_id or "-"}" "{authority or "-"}" "{upstream or "-"}"')
-

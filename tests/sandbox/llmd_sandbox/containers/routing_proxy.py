@@ -43,7 +43,7 @@ def parse_args(argv: list) -> argparse.Namespace:
                         help="accepted for manifest fidelity; the sandbox always serves plain HTTP")
     parser.add_argument("--behaviour", choices=("legacy", "current"), default="legacy")
     # klog and other real flags (-v=4, --enable-ssrf-protection, ...) are accepted and ignored.
-    args, _ = parser.parse_known_args(argv)
+    args, _unknown = parser.parse_known_args(argv)
     return args
 
 

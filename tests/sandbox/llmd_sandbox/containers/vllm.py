@@ -68,7 +68,7 @@ def parse_args(argv: list) -> argparse.Namespace:
     # Real manifests carry many engine flags (--block-size, --kv-transfer-config, ...): accept and ignore them.
     if argv[:2] == ["vllm", "serve"]:
         argv = argv[2:]
-    args, _ = parser.parse_known_args(argv)
+    args, _unknown = parser.parse_known_args(argv)
     args.model = args.model or args.model_tag or "random"
     args.served_model_name = args.served_model_name or [args.model]
     args.loras = dict(_parse_lora(module) for module in args.lora_modules)
@@ -80,7 +80,7 @@ def _parse_lora(module: str) -> tuple:
     if module.startswith("{"):
         spec = json.loads(module)
         return spec["name"], spec["path"]
-    name, _, path = module.partition("=")
+    name, _sep, path = module.partition("=")
     return name, path
 
 
@@ -370,7 +370,7 @@ class ModelServer:
 
     def _observe_timing(self, job: GenerationRequest, started: float) -> None:
         self.metrics.ttft.observe(self.ttft)
-        for _ in range(max(len(choice.tokens) for choice in job.choices) - 1):
+        for _gap in range(max(len(choice.tokens) for choice in job.choices) - 1):
             self.metrics.itl.observe(self.itl)
         self._count_success(job, started)
 
