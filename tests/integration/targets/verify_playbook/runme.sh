@@ -82,5 +82,5 @@ verify warming-up passed models=attempt
 
 # Broken stacks: the report names the cause.
 verify no-healthy-upstream failed models="no Ready model server" -- -e llmd_models_wait_timeout=3
-verify crashloop failed logs-decode="CUDA out of memory"
+verify crashloop failed logs-decode-previous="CUDA out of memory" models=crash-looping
 verify no-gateway failed endpoint=no
