@@ -26,7 +26,7 @@ SANITY_ARGS ?=
 UNITS_ARGS ?=
 INTEGRATION_ARGS ?=
 
-.PHONY: help setup sync-test-tree setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration e2e lint test demo bench build clean
+.PHONY: help setup sync-test-tree build-check setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration e2e lint test demo bench build clean
 
 help:
 	@echo "make demo   verify playbooks/verify.yml against the sandbox's inference-scheduling scenario"
@@ -93,7 +93,11 @@ integration: setup sync-test-tree
 lint: setup
 	$(BIN)/ansible-lint --offline --profile production roles playbooks
 
-test: sanity units sandbox-test integration lint sanity-oldest units-oldest
+# The tarball users install: built, installed offline, and every plugin and role listed by ansible-doc.
+build-check: setup
+	bash tests/tools/check_build.sh
+
+test: sanity units sandbox-test integration lint build-check sanity-oldest units-oldest
 
 ## ---- use ----------------------------------------------------------------------------------
 
