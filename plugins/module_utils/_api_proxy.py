@@ -5,9 +5,9 @@
 
 `GET/POST /api/v1/namespaces/NS/services/[https:]NAME[:PORT]/proxy/PATH` (or `pods/...`) reaches a
 ClusterIP gateway, a standalone EPP or one model-server pod with no port-forward, as llm-d's guides read
-metrics. The generated connect_*_proxy methods take no body, so requests go through
-ApiClient.param_serialize + call_api, which add the client's credentials (token, exec plugin refresh,
-client certificate) and return the urllib3 response unread, to be streamed.
+metrics. The generated connect_*_proxy methods take no body, so requests go through _k8s_client.k8s_request
+(ApiClient.param_serialize + call_api), which adds the client's credentials (token, exec plugin refresh,
+client certificate) and returns the urllib3 response unread, to be streamed.
 
 The API server's proxy adds a hop and may flush what it relays only every 200 ms (its flush interval; Go's
 reverse proxy passes event streams on at once in newer releases), so timings taken through it are coarse.
@@ -84,15 +84,14 @@ class ApiProxyTransport:
         headers.update(self.headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
-        method_, url, header_params, body_, post_params = self.api_client.param_serialize(
-            method=method, resource_path=resource_path, header_params=headers, body=body, auth_settings=["BearerToken"])
         # Imported here, not at the top: loading kubernetes takes ~0.3 s that direct checks need not pay.
         from kubernetes.client.exceptions import ApiException
+        from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_request
 
         started = time.perf_counter()
         try:
-            answer = self.api_client.call_api(method_, url, header_params=header_params, body=body_, post_params=post_params,
-                                              _request_timeout=(self.timeout, self.timeout))
+            answer = k8s_request(self.api_client, method, resource_path, headers=headers, body=body,
+                                 timeout=(self.timeout, self.timeout))
         except urllib3.exceptions.HTTPError as exc:
             raise transport_error(exc, self.target, self.timeout) from exc
         except ApiException as exc:  # raised by the client for TLS failures, with status 0

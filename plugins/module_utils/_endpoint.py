@@ -18,12 +18,7 @@ import socket
 import time
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import K8sNotFound, k8s_json
-
-try:
-    from kubernetes.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
-except ImportError:
-    pass  # get_api_client() reports the missing library before anything here runs
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import K8sNotFound, k8s_get
 
 # The seed's pattern for a gateway Service: `<release>-inference-gateway` plus Istio's `-istio` suffix.
 SEED_SERVICE_PATTERN = r".*-inference-gateway(-.*)?$"
@@ -331,9 +326,7 @@ class ClusterView:
 
     def __init__(self, api_client, namespace):
         self.namespace = namespace
-        self._core = CoreV1Api(api_client)
-        self._net = NetworkingV1Api(api_client)
-        self._custom = CustomObjectsApi(api_client)
+        self._api = api_client
         self._read = {}
 
     def _once(self, key, read):
@@ -349,15 +342,15 @@ class ClusterView:
     def _custom_list(self, group, versions, plural, missing):
         for version in versions:
             try:
-                return k8s_json(self._custom.list_namespaced_custom_object, group, version, self.namespace, plural,
-                                verb="list", resource="%s.%s" % (plural, group), namespace=self.namespace)["items"]
+                return k8s_get(self._api, "/apis/%s/%s/namespaces/{namespace}/%s" % (group, version, plural),
+                               verb="list", resource="%s.%s" % (plural, group), namespace=self.namespace)["items"]
             except K8sNotFound:
                 continue
         raise Unusable(missing, available=False)
 
     def services(self):
-        return self._once("services", lambda: k8s_json(
-            self._core.list_namespaced_service, self.namespace, verb="list", resource="services",
+        return self._once("services", lambda: k8s_get(
+            self._api, "/api/v1/namespaces/{namespace}/services", verb="list", resource="services",
             namespace=self.namespace)["items"])
 
     def gateways(self):
@@ -372,9 +365,9 @@ class ClusterView:
             return None
 
     def ingresses(self):
-        return self._once("ingresses", lambda: k8s_json(
-            self._net.list_namespaced_ingress, self.namespace, verb="list", resource="ingresses.networking.k8s.io",
-            namespace=self.namespace)["items"])
+        return self._once("ingresses", lambda: k8s_get(
+            self._api, "/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses", verb="list",
+            resource="ingresses.networking.k8s.io", namespace=self.namespace)["items"])
 
     def routes(self):
         return self._once("routes", lambda: self._custom_list(
@@ -382,7 +375,7 @@ class ClusterView:
             "not available: OpenShift Routes (route.openshift.io/v1) are not served by this cluster"))
 
     def nodes(self):
-        return self._once("nodes", lambda: k8s_json(self._core.list_node, verb="list", resource="nodes")["items"])
+        return self._once("nodes", lambda: k8s_get(self._api, "/api/v1/nodes", verb="list", resource="nodes")["items"])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the llmd.verify project
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A cached kubernetes ApiClient built from the auth options, and calls that fail with clear messages.
+"""A cached kubernetes ApiClient built from the auth options, and requests that fail with clear messages.
 
     api_client = get_api_client(params)                 # params: module.params or a lookup's options
-    core = CoreV1Api(api_client)
-    services = k8s_json(core.list_namespaced_service, "llm-d", verb="list", resource="services",
-                        namespace="llm-d")            # the wire JSON (camelCase), as kubectl -o json shows it
-    pod = k8s_call(core.read_namespaced_pod, name, ns, verb="get", resource="pods", namespace=ns, name=name)
+    services = k8s_get(api_client, "/api/v1/namespaces/{namespace}/services", verb="list", resource="services",
+                       namespace="llm-d")["items"]     # the wire JSON (camelCase), as kubectl -o json shows it
+    pod = k8s_get(api_client, "/api/v1/namespaces/{namespace}/pods/{name}", verb="get", resource="pods",
+                  namespace=ns, name=name)
+
+Requests go through the ApiClient's param_serialize and call_api, not the generated API classes
+(CoreV1Api and the others): importing those loads hundreds of model modules, most of a module's run time.
 
 Configuration, in order: explicit O(host) with credentials; else O(kubeconfig) (path or dict) / O(context);
 else the default kubeconfig (KUBECONFIG or ~/.kube/config); else the in-cluster service account. Exec
@@ -169,11 +172,6 @@ def api_server(api_client):
     return api_client.configuration.host
 
 
-def _host_of(fn):
-    api_client = getattr(getattr(fn, "__self__", None), "api_client", None)
-    return api_server(api_client) if api_client is not None else "the Kubernetes API server"
-
-
 def _status_message(exc):
     """The message of the Status object the API server sent, else the HTTP reason."""
     try:
@@ -216,17 +214,38 @@ def _unreachable(exc, host):
     return LlmdError("cannot reach the Kubernetes API server at %s: %s" % (host, reason), hint=hint)
 
 
-def k8s_call(fn, *args, verb, resource, namespace=None, name=None, **kwargs):
-    """Call a kubernetes client API method; failures become LlmdError (K8sNotFound for 404).
+def k8s_request(api_client, method, path, path_params=None, query=None, headers=None, body=None,
+                timeout=DEFAULT_REQUEST_TIMEOUT):
+    """Send one request with the client's credentials; the RESTResponse, its body unread, its status unchecked.
 
-    verb, resource, namespace and name describe the request for messages, e.g. verb="list",
-    resource="services" or "gateways.gateway.networking.k8s.io". A default _request_timeout applies
-    unless the caller passes one (None means no timeout, for follows).
+    param_serialize fills {placeholders} of path from path_params (quoted), adds the token (refreshing an
+    exec plugin's), impersonation and default headers; call_api sends it with the client's TLS and proxy.
+    query is a list of (name, value) pairs; booleans are sent as true/false.
     """
-    kwargs.setdefault("_request_timeout", DEFAULT_REQUEST_TIMEOUT)
-    host = _host_of(fn)
+    serialized = api_client.param_serialize(method=method, resource_path=path, path_params=path_params,
+                                            query_params=list(query or []), header_params=dict(headers or {}),
+                                            body=body, auth_settings=["BearerToken"])
+    return api_client.call_api(*serialized, _request_timeout=timeout)
+
+
+def k8s_get(api_client, path, query=None, *, verb, resource, namespace=None, name=None, stream=False,
+            timeout=DEFAULT_REQUEST_TIMEOUT):
+    """GET path; the response's JSON as the API server sent it, or with stream the urllib3 response unread.
+
+    path may hold {namespace} and {name}, filled from those arguments. verb, resource, namespace and name
+    also describe the request for messages, e.g. verb="list", resource="services" or
+    "gateways.gateway.networking.k8s.io". Failures become LlmdError (K8sNotFound for 404). timeout is
+    (connect, read) in seconds; None means no timeout, for follows.
+    """
+    host = api_server(api_client)
+    path_params = {key: value for key, value in (("namespace", namespace), ("name", name)) if value is not None}
     try:
-        return fn(*args, **kwargs)
+        # application/json, as the generated API classes ask (a pod log comes as text/plain all the same).
+        response = k8s_request(api_client, "GET", path, path_params, query, {"Accept": "application/json"},
+                               timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException(http_resp=response)  # the generated API classes raise the same, mapped below
     except ApiException as exc:
         raise api_error(exc, verb, resource, namespace, name, host) from exc
     except urllib3.exceptions.HTTPError as exc:
@@ -234,9 +253,6 @@ def k8s_call(fn, *args, verb, resource, namespace=None, name=None, **kwargs):
     except ConfigException as exc:  # an exec plugin failing while refreshing its token
         raise LlmdError("cannot refresh the Kubernetes credentials: %s" % exc,
                         hint="check the exec plugin (or auth provider) of the kubeconfig") from exc
-
-
-def k8s_json(fn, *args, **kwargs):
-    """k8s_call returning the response's JSON as the API server sent it (camelCase keys, no models)."""
-    response = k8s_call(fn, *args, _preload_content=False, **kwargs)
-    return json.loads(response.data)
+    if stream:
+        return response.response
+    return json.loads(response.read())

@@ -124,19 +124,19 @@ def diff_targets(before, after):
 # ---- reading -----------------------------------------------------------------------------------------
 
 def pod_metrics_port(pod):
-    """The port of a pod's model server: the vllm container's port (its first declared port or --port)."""
-    containers = list(pod.spec.containers or [])
-    chosen = next((c for c in containers if c.name == "vllm"), containers[0] if containers else None)
+    """The port of a pod's model server (wire JSON): the vllm container's port (its first declared port or --port)."""
+    containers = list((pod.get("spec") or {}).get("containers") or [])
+    chosen = next((c for c in containers if c.get("name") == "vllm"), containers[0] if containers else None)
     if chosen is None:
         return DEFAULT_POD_PORT
-    args = list(chosen.args or []) + list(chosen.command or [])
+    args = list(chosen.get("args") or []) + list(chosen.get("command") or [])
     for index, arg in enumerate(args):
         if arg == "--port" and index + 1 < len(args) and str(args[index + 1]).isdigit():
             return int(args[index + 1])
         if arg.startswith("--port=") and arg[7:].isdigit():
             return int(arg[7:])
-    for port in chosen.ports or []:
-        return port.container_port
+    for port in chosen.get("ports") or []:
+        return port["containerPort"]
     return DEFAULT_POD_PORT
 
 
@@ -185,13 +185,13 @@ def read_metrics(params, make_api_client=None):
             raise LlmdError("no pod in namespace %s matches %s" % (params["namespace"], _describe_selection(params)),
                             hint="check role (decode or prefill) and label_selectors against kubectl get pods --show-labels")
         for pod in pods:
-            port = params.get("port") or pod_metrics_port(pod)
-            transport = ApiProxyTransport(api_client, params["namespace"], "pods", pod.metadata.name, port,
+            name, port = pod["metadata"]["name"], params.get("port") or pod_metrics_port(pod)
+            transport = ApiProxyTransport(api_client, params["namespace"], "pods", name, port,
                                           params.get("scheme") or "http", timeout, params.get("headers"))
-            entry = {"kind": "pod", "name": pod.metadata.name, "namespace": params["namespace"], "port": str(port), "path": path,
-                     "role": (pod.metadata.labels or {}).get(ROLE_LABEL)}
+            entry = {"kind": "pod", "name": name, "namespace": params["namespace"], "port": str(port), "path": path,
+                     "role": (pod["metadata"].get("labels") or {}).get(ROLE_LABEL)}
             entry.update(_scrape(transport, path, names))
-            targets["pod/%s" % pod.metadata.name] = entry
+            targets["pod/%s" % name] = entry
     for service in params.get("services") or []:
         name, _sep, port = service.partition(":")
         transport = ApiProxyTransport(api_client, params["namespace"], "services", name, port or None,
@@ -228,15 +228,17 @@ def _default_api_client(params):
 
 
 def _list_pods(api_client, params):
-    from kubernetes.client import CoreV1Api
-    from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_call
+    """The selected pods as wire JSON."""
+    from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_get
 
-    core, namespace = CoreV1Api(api_client), params["namespace"]
+    namespace = params["namespace"]
     if params.get("pods"):
-        return [k8s_call(core.read_namespaced_pod, name, namespace, verb="get", resource="pods", namespace=namespace, name=name)
+        return [k8s_get(api_client, "/api/v1/namespaces/{namespace}/pods/{name}", verb="get", resource="pods",
+                        namespace=namespace, name=name)
                 for name in params["pods"]]
-    return k8s_call(core.list_namespaced_pod, namespace, label_selector=pod_selector(params.get("role"), params.get("label_selectors")),
-                    verb="list", resource="pods", namespace=namespace).items
+    selector = pod_selector(params.get("role"), params.get("label_selectors"))
+    return k8s_get(api_client, "/api/v1/namespaces/{namespace}/pods", [("labelSelector", selector)] if selector else None,
+                   verb="list", resource="pods", namespace=namespace).get("items") or []
 
 
 def _describe_selection(params):

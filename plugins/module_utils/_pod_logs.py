@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read the logs of many pods at once, like stern: select pods, pick containers, read in parallel.
 
-Reads go through the kubernetes client's ``read_namespaced_pod_log`` with ``_preload_content=False``:
-the raw bytes are split into lines here (no per-line model objects), and a follow window can stream
-and be cut at its deadline. The lines are then filtered by ``_log_filters``.
+Reads are GETs of ``pods/NAME/log`` through ``_k8s_client.k8s_get`` with ``stream=True``: the raw
+bytes are split into lines here (no per-line model objects), and a follow window can stream and be cut
+at its deadline. The lines are then filtered by ``_log_filters``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 try:
-    from kubernetes.client import CoreV1Api
     from urllib3.exceptions import HTTPError as Urllib3Error
 except ImportError:
-    # The module reports the missing library (HAS_KUBERNETES); these names are used only once it is there.
-    CoreV1Api = Urllib3Error = None
+    # The module reports the missing library (HAS_KUBERNETES); this name is used only once it is there.
+    Urllib3Error = None
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import K8sNotFound, k8s_call, k8s_json
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import K8sNotFound, k8s_get
 from ansible_collections.llmd.verify.plugins.module_utils._log_filters import (
     LineFilter,
     as_dict,
@@ -42,6 +41,9 @@ READ_TIMEOUT = 60
 MAX_WORKERS = 10
 # How long a follow stream stays open after its window, for lines logged in the window still in transit.
 FOLLOW_GRACE = 0.5
+# The reader's options as the API server's query parameters name them.
+LOG_QUERY_NAMES = {"since_seconds": "sinceSeconds", "tail_lines": "tailLines", "previous": "previous",
+                   "timestamps": "timestamps"}
 
 
 def role_selector(roles, label_selectors):
@@ -102,7 +104,7 @@ def plan_reads(pods, containers):
 
 
 def _status_message(error):
-    """The message of the Status object behind an LlmdError from k8s_call (what the API server said)."""
+    """The message of the Status object behind an LlmdError from k8s_get (what the API server said)."""
     cause = error.__cause__
     try:
         return json.loads(cause.body)["message"]
@@ -110,21 +112,22 @@ def _status_message(error):
         return error.msg
 
 
-def find_pods(core, namespace, selector="", names=None):
+def find_pods(api_client, namespace, selector="", names=None):
     """The pods to read: by name (each must exist) or by label selector (at least one must match)."""
     timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
     if names:
         pods = []
         for name in names:
             try:
-                pods.append(k8s_json(core.read_namespaced_pod, name, namespace, _request_timeout=timeout,
-                                     verb="get", resource="pods", namespace=namespace, name=name))
+                pods.append(k8s_get(api_client, "/api/v1/namespaces/{namespace}/pods/{name}", timeout=timeout,
+                                    verb="get", resource="pods", namespace=namespace, name=name))
             except K8sNotFound:
                 raise LlmdError("pod %s not found in namespace %s" % (name, namespace),
                                 hint="list them with: kubectl get pods -n %s" % namespace)
         return pods
-    listing = k8s_json(core.list_namespaced_pod, namespace, label_selector=selector or None, _request_timeout=timeout,
-                       verb="list", resource="pods", namespace=namespace)
+    query = [("labelSelector", selector)] if selector else None
+    listing = k8s_get(api_client, "/api/v1/namespaces/{namespace}/pods", query, timeout=timeout,
+                      verb="list", resource="pods", namespace=namespace)
     pods = sorted(listing.get("items") or [], key=lambda pod: pod["metadata"]["name"])
     if not pods:
         raise LlmdError("no pod matches the label selector %r in namespace %s" % (selector, namespace),
@@ -136,8 +139,8 @@ def find_pods(core, namespace, selector="", names=None):
 class LogReader(object):
     """Reads the logs of (pod, container) pairs in parallel, once or for a follow window."""
 
-    def __init__(self, core, namespace, since_seconds=None, tail_lines=None, previous=False):
-        self.core = core
+    def __init__(self, api_client, namespace, since_seconds=None, tail_lines=None, previous=False):
+        self.api_client = api_client
         self.namespace = namespace
         self.options = {"timestamps": True}
         if since_seconds:
@@ -150,11 +153,12 @@ class LogReader(object):
     def _open(self, pod, container, follow, read_timeout, **options):
         """The unread response, or None and the API server's reason when the container has no such log
         (HTTP 400: no previous instance, not started yet). options add to or override the reader's."""
+        query = [("container", container), ("follow", follow)]
+        query.extend((LOG_QUERY_NAMES[key], value) for key, value in dict(self.options, **options).items())
         try:
-            return k8s_call(self.core.read_namespaced_pod_log, pod, self.namespace, container=container,
-                            follow=follow, _preload_content=False, _request_timeout=(CONNECT_TIMEOUT, read_timeout),
-                            verb="get", resource="pods/log", namespace=self.namespace, name=pod,
-                            **dict(self.options, **options)), None
+            return k8s_get(self.api_client, "/api/v1/namespaces/{namespace}/pods/{name}/log", query, stream=True,
+                           timeout=(CONNECT_TIMEOUT, read_timeout), verb="get", resource="pods/log",
+                           namespace=self.namespace, name=pod), None
         except LlmdError as error:
             if error.details.get("status") == 400:
                 return None, _status_message(error)
@@ -304,11 +308,10 @@ def gather_logs(api_client, namespace, role=None, label_selectors=None, pods=Non
     """Read, filter and merge the logs of the selected pods; the result the module returns."""
     check_options(since_seconds, tail_lines, follow_seconds, max_lines)
     line_filter = LineFilter(noise=noise_filters, exclude=exclude, include=include, fail_on=fail_on)
-    core = CoreV1Api(api_client)
     selector = role_selector(role, label_selectors)
-    selected = find_pods(core, namespace, selector=selector, names=pods)
+    selected = find_pods(api_client, namespace, selector=selector, names=pods)
     reads, not_read = plan_reads(selected, containers)
-    reader = LogReader(core, namespace, since_seconds=since_seconds, tail_lines=tail_lines, previous=previous)
+    reader = LogReader(api_client, namespace, since_seconds=since_seconds, tail_lines=tail_lines, previous=previous)
     window = None
     if follow_seconds:
         # Without since_seconds or tail_lines, a follow window shows only what is logged during it.

@@ -30,11 +30,10 @@ import threading
 import time
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_json
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_get
 
 try:
     import websocket
-    from kubernetes.client import CoreV1Api
     from kubernetes.stream.ws_client import websocket_proxycare
 except ImportError:
     pass  # the module reports the missing kubernetes package before anything here runs
@@ -101,26 +100,27 @@ class Resolver:
     """Finds the pod and pod port to forward to, for a Service (any ready pod it selects) or one Pod."""
 
     def __init__(self, api_client, namespace, kind, name, port):
-        self.core = CoreV1Api(api_client)
+        self.api_client = api_client
         self.namespace, self.kind, self.name, self.port = namespace, kind, name, port
 
     def resolve(self, exclude=()):
         """(pod name, pod port); LlmdError when there is no ready pod to reach."""
         ns = self.namespace
         if self.kind == "pod":
-            pod = k8s_json(self.core.read_namespaced_pod, self.name, ns, verb="get", resource="pods", namespace=ns, name=self.name)
+            pod = k8s_get(self.api_client, "/api/v1/namespaces/{namespace}/pods/{name}", verb="get", resource="pods",
+                          namespace=ns, name=self.name)
             if not pod_is_ready(pod) or self.name in exclude:
                 raise LlmdError("pod %s in namespace %s is not ready" % (self.name, ns), pod=self.name)
             return self.name, container_port(pod, self.port)
-        service = k8s_json(self.core.read_namespaced_service, self.name, ns, verb="get", resource="services",
-                           namespace=ns, name=self.name)
+        service = k8s_get(self.api_client, "/api/v1/namespaces/{namespace}/services/{name}", verb="get",
+                          resource="services", namespace=ns, name=self.name)
         target = service_target_port(service, self.port)
         selector = service.get("spec", {}).get("selector")
         if not selector:
             raise LlmdError("service %s has no selector, so no pod to forward to" % self.name,
                             hint="forward to a pod instead (option pod)")
-        pods = k8s_json(self.core.list_namespaced_pod, ns, label_selector=label_selector(selector), verb="list",
-                        resource="pods", namespace=ns)["items"]
+        pods = k8s_get(self.api_client, "/api/v1/namespaces/{namespace}/pods", [("labelSelector", label_selector(selector))],
+                       verb="list", resource="pods", namespace=ns)["items"]
         pod = pick_pod(pods, exclude)
         if pod is None:
             raise LlmdError("service %s in namespace %s has no ready pod (%d selected)" % (self.name, ns, len(pods)),

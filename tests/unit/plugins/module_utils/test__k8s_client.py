@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
-from kubernetes.client import CoreV1Api
 
 from ansible_collections.llmd.verify.plugins.module_utils import _k8s_client as kc
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
@@ -74,8 +73,8 @@ def kubeconfig(tmp_path, server, user):
 
 
 def list_services(params, namespace="llm-d"):
-    core = CoreV1Api(kc.get_api_client(params))
-    return kc.k8s_json(core.list_namespaced_service, namespace, verb="list", resource="services", namespace=namespace)
+    return kc.k8s_get(kc.get_api_client(params), "/api/v1/namespaces/{namespace}/services", verb="list",
+                      resource="services", namespace=namespace)
 
 
 def header(request, name):
@@ -87,6 +86,21 @@ def test_kubeconfig_token_reaches_the_server_and_the_wire_json_comes_back(api, t
     assert body["items"][0]["spec"]["clusterIP"] == "10.96.0.1"  # camelCase, as the API server sent it
     assert api.requests[0][0] == "/api/v1/namespaces/llm-d/services"
     assert header(api.requests[0], "Authorization") == ["Bearer t0k"]
+
+
+def test_path_names_are_quoted_the_query_encoded_and_a_stream_left_unread(api):
+    api.routes["/api/v1/namespaces/llm-d/pods/p%3Ax/log"] = (200, {"line": 1})
+    response = kc.k8s_get(kc.get_api_client({"host": api.url, "api_key": "k"}),
+                          "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                          [("container", "vllm"), ("follow", False), ("labelSelector", "a=b,c in (d)")],
+                          verb="get", resource="pods/log", namespace="llm-d", name="p:x", stream=True)
+    try:
+        assert json.loads(response.read()) == {"line": 1}  # the urllib3 response, not yet read
+    finally:
+        response.release_conn()
+    assert api.requests[0][0] == ("/api/v1/namespaces/llm-d/pods/p%3Ax/log"
+                                  "?container=vllm&follow=false&labelSelector=a%3Db%2Cc%20in%20%28d%29")
+    assert header(api.requests[0], "Accept") == ["application/json"]
 
 
 def test_context_and_kubeconfig_as_dict(api, tmp_path):

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,13 +86,13 @@ def test_diff_between_two_reads():
 
 
 def pod(containers):
-    return SimpleNamespace(spec=SimpleNamespace(containers=[SimpleNamespace(**c) for c in containers]))
+    return {"metadata": {"name": "p"}, "spec": {"containers": containers}}
 
 
 def test_the_metrics_port_of_a_pod():
-    assert pod_metrics_port(pod([{"name": "vllm", "args": ["--port", "8200"], "command": None, "ports": []}])) == 8200
-    assert pod_metrics_port(pod([{"name": "vllm", "args": ["--port=8001"], "command": None, "ports": []}])) == 8001
-    assert pod_metrics_port(pod([{"name": "other", "args": [], "command": None, "ports": [SimpleNamespace(container_port=9090)]}])) == 9090
+    assert pod_metrics_port(pod([{"name": "vllm", "args": ["--port", "8200"], "ports": []}])) == 8200
+    assert pod_metrics_port(pod([{"name": "vllm", "command": ["vllm", "serve", "--port=8001"]}])) == 8001
+    assert pod_metrics_port(pod([{"name": "other", "ports": [{"name": "metrics", "containerPort": 9090}]}])) == 9090
     assert pod_metrics_port(pod([])) == 8000
     assert pod_selector("prefill", ["llm-d.ai/guide=pd"]) == "llm-d.ai/guide=pd,llm-d.ai/role=prefill"
     assert pod_selector() is None
