@@ -6,7 +6,6 @@ set -eux
 source ../setup_sandbox/sandbox.sh
 sandbox_up pd-disaggregation
 
-address=$(kubectl get gateway -n "${SANDBOX_NAMESPACE}" -o jsonpath='{.items[0].status.addresses[0].value}')
 epp=$(kubectl get svc -n "${SANDBOX_NAMESPACE}" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | grep -E -- '-epp$' | head -n1)
 ansible-playbook -i localhost, -c local playbook.yml -e "kubeconfig=${KUBECONFIG} namespace=${SANDBOX_NAMESPACE}" \
-  -e "endpoint=http://${address} epp_service=${epp}" "$@"
+  -e "epp_service=${epp}" "$@"
