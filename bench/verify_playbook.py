@@ -21,7 +21,8 @@ ROUNDS = 3
 # The seed's commands, in order, as a user would paste them (yq stands for the seed's `yq` filter).
 SEED_SCRIPT = r"""
 set -euo pipefail
-GATEWAY_SVC=$(kubectl get svc -n "${NAMESPACE}" -o json | jq -r '.items[] | select(.metadata.name | test(".*-inference-gateway(-.*)?$")).metadata.name' | head -n1)
+GATEWAY_SVC=$(kubectl get svc -n "${NAMESPACE}" -o json \
+  | jq -r '.items[] | select(.metadata.name | test(".*-inference-gateway(-.*)?$")).metadata.name' | head -n1)
 kubectl port-forward -n "${NAMESPACE}" "service/${GATEWAY_SVC}" 0:80 > "${WORK}/pf.log" 2>&1 &
 PF=$!
 trap 'kill ${PF} 2>/dev/null || true' EXIT

@@ -94,7 +94,7 @@ requirements:
 notes:
   - Tokens are timed per streamed event as it arrives; vLLM sends one token per event.
   - Through O(transport=api_proxy) only C(timings.total_ms) and C(timings.first_byte_ms) are given, with
-    C(timings.coarse=true): the API server's proxy adds a hop and may relay a stream in 200 ms batches.
+    C(timings.coarse=true), since the API server's proxy adds a hop and may relay a stream in 200 ms batches.
 seealso:
   - module: llmd.verify.models_info
 """
