@@ -21,15 +21,11 @@ from urllib.parse import quote
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import K8S_AUTH_ARG_SPEC
 from ansible_collections.llmd.verify.plugins.module_utils._http import (
-    HAS_REQUESTS,
     Response,
     TransportError,
     transport_error,
     transport_from_params as http_transport_from_params,
 )
-
-if HAS_REQUESTS:  # requests brings urllib3, which the kubernetes client uses too
-    import urllib3.exceptions
 
 API_PROXY_ARG_SPEC = dict(
     transport=dict(type="str", default="direct", choices=["direct", "api_proxy"]),
@@ -85,6 +81,7 @@ class ApiProxyTransport:
         if body is not None:
             headers["Content-Type"] = "application/json"
         # Imported here, not at the top: loading kubernetes takes ~0.3 s that direct checks need not pay.
+        import urllib3.exceptions  # the kubernetes client's HTTP library
         from kubernetes.client.exceptions import ApiException
         from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_request
 

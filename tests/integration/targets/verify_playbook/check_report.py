@@ -16,7 +16,7 @@ checks = {check["name"]: check for check in run["checks"]}
 summary = "\n".join("%s %s: %s | %s" % (c["status"], c["name"], c["message"], c["cause"]) for c in run["checks"])
 assert run["ok"] == (verdict == "passed"), "expected the run to be %s:\n%s" % (verdict, summary)
 for expectation in expectations:
-    key, _, words = expectation.partition("=")
+    key, _sep, words = expectation.partition("=")
     if key == "mode":
         assert run["endpoint"]["mode"] == words, "endpoint mode %s, expected %s" % (run["endpoint"]["mode"], words)
         continue
