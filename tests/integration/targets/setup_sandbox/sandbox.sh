@@ -9,6 +9,11 @@
 # Against a real cluster: export LLMD_VERIFY_KUBECONFIG (and LLMD_VERIFY_NAMESPACE); sandbox_up then
 # uses it, and targets that need sandbox-only powers call sandbox_only to skip themselves.
 
+# Targets run their playbooks with `-i localhost,`: give them the interpreter ansible-test chose (it has
+# the kubernetes client), else the python on PATH, instead of ansible-test's "set it in the inventory".
+ANSIBLE_PYTHON_INTERPRETER="${ANSIBLE_TEST_PYTHON_INTERPRETER:-$(command -v python)}"
+export ANSIBLE_PYTHON_INTERPRETER
+
 sandbox_up() {
   local scenario=$1
   shift
