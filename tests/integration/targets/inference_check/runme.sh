@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# inference_check against sandbox scenarios: completions, chat and streams on a healthy gateway, directly
+# inference_check against sandbox scenarios: completions, chat and streams on the sim LoadBalancer gateway, directly
 # and through the API server proxy; an unknown model's 404; optimized-baseline's standalone EPP by proxy.
 set -eux
 
@@ -10,7 +10,7 @@ service_matching() {
 }
 
 (
-  sandbox_up inference-scheduling
+  sandbox_up sim
   address=$(kubectl get gateway -n "${SANDBOX_NAMESPACE}" -o jsonpath='{.items[0].status.addresses[0].value}')
   ansible-playbook -i localhost, -c local gateway.yml -e "kubeconfig=${KUBECONFIG} namespace=${SANDBOX_NAMESPACE}" \
     -e "endpoint=http://${address} gateway_service=$(service_matching '.*-inference-gateway(-.*)?$')" "$@"

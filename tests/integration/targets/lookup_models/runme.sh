@@ -3,7 +3,7 @@
 set -eux
 
 source ../setup_sandbox/sandbox.sh
-sandbox_up inference-scheduling
+sandbox_up sim
 address=$(kubectl get gateway -n "${SANDBOX_NAMESPACE}" -o jsonpath='{.items[0].status.addresses[0].value}')
 service=$(kubectl get svc -n "${SANDBOX_NAMESPACE}" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' \
   | grep -E '.*-inference-gateway(-.*)?$' | head -n1)

@@ -20,7 +20,7 @@ run_playbook() {
 }
 
 (
-  sandbox_up inference-scheduling
+  sandbox_up sim
   run_playbook healthy.yml "$@"
 )
 (
