@@ -5,32 +5,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
 
 pytest.importorskip("kubernetes")
 
-from ansible.module_utils import basic  # noqa: E402
-from ansible.module_utils.common.text.converters import to_bytes  # noqa: E402
-
 from ansible_collections.llmd.verify.plugins.modules import gateway_endpoint_info  # noqa: E402
+from ansible_collections.llmd.verify.tests.unit.plugins.modules import module_runner  # noqa: E402
 # The stub API server and the isolation from this machine's kubeconfig, as fixtures.
 from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.test__k8s_client import (  # noqa: E402,F401 pylint: disable=unused-import
     api,
     isolated,
 )
-
-try:  # ansible-core 2.19+
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core 2.18
-    from unittest import mock
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
-            yield
 
 NOT_FOUND = (404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "the server could not find it"})
 SERVICES = {"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [
@@ -54,10 +41,7 @@ def cluster(api):
 
 
 def run_module(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as caught:
-            gateway_endpoint_info.main()
-    return caught.value.code, json.loads(capsys.readouterr().out)
+    return module_runner.run_module(gateway_endpoint_info, args, capsys)
 
 
 def test_auto_resolves_the_port_forward(cluster, capsys):

@@ -12,23 +12,7 @@ import threading
 import pytest
 
 from ansible_collections.llmd.verify.plugins.modules import inference_check, models_info
-
-try:
-    from ansible.module_utils.testing import patch_module_args  # ansible-core 2.19+
-except ImportError:  # ansible-core 2.18
-    import contextlib
-
-    from ansible.module_utils import basic
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        saved = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = saved
+from ansible_collections.llmd.verify.tests.unit.plugins.modules.module_runner import run_module
 
 
 class OpenAI(http.server.BaseHTTPRequestHandler):
@@ -72,10 +56,7 @@ def endpoint():
 
 
 def run(module, args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            module.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(module, args, capsys)[1]
 
 
 def test_models_info(endpoint, capsys):

@@ -4,31 +4,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-
 import pytest
 
 pytest.importorskip("kubernetes")
 
-from ansible.module_utils import basic  # noqa: E402
-from ansible.module_utils.common.text.converters import to_bytes  # noqa: E402
 from ansible_collections.llmd.verify.plugins.modules import pod_logs_info  # noqa: E402
+from ansible_collections.llmd.verify.tests.unit.plugins.modules import module_runner  # noqa: E402
 from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.fake_pod_logs_api import (  # noqa: E402
     FakePodLogsApi,
     pod,
     stamp,
 )
-
-try:  # ansible-core 2.19+
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core 2.18
-    from unittest import mock
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
-            yield
 
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
 PODS = [pod("decode-a", sidecars=["routing-proxy"]), pod("decode-b", sidecars=["routing-proxy"])]
@@ -41,10 +27,7 @@ LOGS = {
 
 
 def run_module(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as caught:
-            pod_logs_info.main()
-    return caught.value.code, json.loads(capsys.readouterr().out)
+    return module_runner.run_module(pod_logs_info, args, capsys)
 
 
 @pytest.fixture
