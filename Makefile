@@ -11,7 +11,8 @@ COLL_DIR   := $(COLL_ROOT)/ansible_collections/llmd/verify
 # ansible-test wants to run inside .../ansible_collections/llmd/verify and resolves symlinks, so it
 # gets a copy of the files git would see (tracked and untracked-but-not-ignored), synced before each run.
 # The copy lives outside the checkout: inside it, ansible-test would ask git and find every file ignored.
-TEST_DIR   := $(HOME)/.cache/llmd-verify-test/$(shell printf %s "$(ROOT)" | md5sum | cut -c1-12)/ansible_collections/llmd/verify
+TEST_ROOT  := $(HOME)/.cache/llmd-verify-test/$(shell printf %s "$(ROOT)" | md5sum | cut -c1-12)
+TEST_DIR   := $(TEST_ROOT)/ansible_collections/llmd/verify
 BIN        := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 # kubectl keeps its discovery cache per server address; sandboxes reuse addresses, so keep ours private.
@@ -26,7 +27,7 @@ SANITY_ARGS ?=
 UNITS_ARGS ?=
 INTEGRATION_ARGS ?=
 
-.PHONY: help setup sync-test-tree build-check setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration e2e lint test demo bench build clean
+.PHONY: help setup sync-test-tree build-check setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration lint test demo bench build clean
 
 help:
 	@echo "make demo   verify playbooks/verify.yml against the sandbox's inference-scheduling scenario"
@@ -111,4 +112,4 @@ build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
 clean:
-	rm -rf .cache tests/output dist $(dir $(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(TEST_DIR))))))
+	rm -rf .cache tests/output dist $(TEST_ROOT)
