@@ -27,7 +27,7 @@ SANITY_ARGS ?=
 UNITS_ARGS ?=
 INTEGRATION_ARGS ?=
 
-.PHONY: help setup sync-test-tree build-check setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration lint test demo bench build clean
+.PHONY: help setup cluster-binaries sync-test-tree build-check setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration lint test demo bench build clean
 
 help:
 	@echo "make demo   verify playbooks/verify.yml against the sandbox's inference-scheduling scenario"
@@ -60,7 +60,11 @@ $(COLL_DIR):
 	command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }
 	touch $@
 
-setup: $(VENV)/.stamp $(COLL_DIR) .cache/host.stamp
+# The sandbox's real components, built from their Go modules once per machine into ~/.cache/llmd-verify/bin.
+cluster-binaries:
+	bash tests/cluster/build.sh
+
+setup: $(VENV)/.stamp $(COLL_DIR) .cache/host.stamp cluster-binaries
 	$(BIN)/python tests/tools/install_pip_standin.py >/dev/null
 
 sync-test-tree:
