@@ -8,18 +8,23 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${LLMD_VERIFY_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmd-verify/bin}
 
-# The version a module is required at, from go.mod (the single place versions are written).
-version() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$here/go.mod"; }
+# The version a module is required at, from go.mod (the single place versions are written); $2 names
+# the module directory (default: this one; llm-d/ is the data plane's own module, whose k8s.io/* differ).
+version() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$here/${2:-.}/go.mod"; }
 
 k8s=$(version k8s.io/kubernetes)
 etcd=$(version go.etcd.io/etcd/server/v3)
 k8s_minor=$(echo "$k8s" | cut -d. -f2)
-# What each binary is: NAME VERSION PACKAGE [LDFLAGS]
+sim=$(version github.com/llm-d/llm-d-inference-sim llm-d)
+gaie=$(version sigs.k8s.io/gateway-api-inference-extension llm-d)
+# What each binary is: NAME VERSION PACKAGE [MODULE DIR, default .]
 targets=(
   "kube-apiserver $k8s k8s.io/kubernetes/cmd/kube-apiserver"
   "kube-controller-manager $k8s k8s.io/kubernetes/cmd/kube-controller-manager"
   "kube-scheduler $k8s k8s.io/kubernetes/cmd/kube-scheduler"
   "etcd $etcd go.etcd.io/etcd/server/v3"
+  "llm-d-inference-sim $sim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim llm-d"
+  "epp $gaie sigs.k8s.io/gateway-api-inference-extension/cmd/epp llm-d"
 )
 k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1
  -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean
@@ -43,13 +48,17 @@ mkdir -p "$cache"
 start=$(date +%s)
 built=()
 for t in "${targets[@]}"; do
-  read -r name ver pkg <<<"$t"
+  read -r name ver pkg dir <<<"$t"
   out="$cache/$name-$ver"
   [ -x "$out" ] && continue
   flags=""
-  case "$pkg" in k8s.io/*) flags=$k8s_ldflags ;; esac
+  case "$pkg" in
+    k8s.io/*) flags=$k8s_ldflags ;;
+    sigs.k8s.io/gateway-api-inference-extension/*)
+      flags="-X sigs.k8s.io/gateway-api-inference-extension/version.BuildRef=$ver" ;;
+  esac
   echo "building $name $ver ($pkg)" >&2
-  (cd "$here" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -pgo=off -ldflags "$flags" -o "$out.tmp" "$pkg")
+  (cd "$here/${dir:-.}" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -pgo=off -ldflags "$flags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   built+=("$name")
 done
