@@ -8,11 +8,28 @@
 #
 # Against a real cluster: export LLMD_VERIFY_KUBECONFIG (and LLMD_VERIFY_NAMESPACE); sandbox_up then
 # uses it, and targets that need sandbox-only powers call sandbox_only to skip themselves.
+#
+# A target that starts something in the background gives it an owner and a lifetime:
+#   run_in_session PIDFILE timeout -k 5 90 ansible-playbook ... &   # PIDFILE gets the session's id
+#   trap '...; kill_session "$(cat PIDFILE)"' EXIT                   # ends it on success, failure and timeout
 
 # Targets run their playbooks with `-i localhost,`: give them the interpreter ansible-test chose (it has
 # the kubernetes client), else the python on PATH, instead of ansible-test's "set it in the inventory".
 ANSIBLE_PYTHON_INTERPRETER="${ANSIBLE_TEST_PYTHON_INTERPRETER:-$(command -v python)}"
 export ANSIBLE_PYTHON_INTERPRETER
+
+# The run marker of tests/tools/check_leftovers.py: ansible-test passes none of our variables through, so
+# `make integration` leaves it beside the test tree (ANSIBLE_COLLECTIONS_PATH); what a target starts carries it.
+if [ -z "${LLMD_VERIFY_LEFTOVER_RUN:-}" ]; then
+  IFS=: read -r -a _collection_paths <<< "${ANSIBLE_COLLECTIONS_PATH:-}"
+  for _base in "${_collection_paths[@]}"; do
+    if [ -s "${_base}/leftover-run" ]; then
+      LLMD_VERIFY_LEFTOVER_RUN=$(cat "${_base}/leftover-run")
+      export LLMD_VERIFY_LEFTOVER_RUN
+      break
+    fi
+  done
+fi
 
 sandbox_up() {
   local scenario=$1
@@ -26,7 +43,8 @@ sandbox_up() {
   SANDBOX_DIR=$(mktemp -d "${TMPDIR:-/tmp}/llmd-sandbox-${scenario}.XXXXXX")
   export SANDBOX_DIR
   trap 'sandbox_down' EXIT
-  llmd-sandbox up --scenario "${scenario}" --dir "${SANDBOX_DIR}" "$@" >/dev/null
+  # It stops when this shell is gone (llmd-sandbox watches its caller) or after its lifetime, whichever is first.
+  llmd-sandbox up --scenario "${scenario}" --dir "${SANDBOX_DIR}" --lifetime "${SANDBOX_LIFETIME:-1800}" "$@" >/dev/null
   export KUBECONFIG="${SANDBOX_DIR}/kubeconfig"
   export SANDBOX_STATE="${SANDBOX_DIR}/state.json"
   SANDBOX_NAMESPACE=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["namespace"])' "${SANDBOX_STATE}")
@@ -47,4 +65,37 @@ sandbox_only() {
     echo "skipped: needs the sandbox ($*)"
     exit 0
   fi
+}
+
+# run_in_session PIDFILE COMMAND...: run COMMAND in a session of its own (call it with & to background it).
+# PIDFILE gets the pid of its session's leader, which is the session's id, as soon as the session exists:
+# `setsid` may fork, so $! is not that pid. The leader execs COMMAND, so COMMAND (or its `timeout`) leads.
+run_in_session() {
+  local pidfile=$1
+  shift
+  # shellcheck disable=SC2016 # $$ and $@ are the session's sh's
+  setsid --wait sh -c 'echo $$ > "$0"; exec "$@"' "${pidfile}" "$@"
+}
+
+# kill_session SID: SIGKILL every process of session SID and every descendant of theirs (Ansible's task workers
+# run in sessions of their own), then wait up to 5 s until all of them are gone. Fails naming any survivor.
+kill_session() {
+  local sid=$1 pids left
+  [ -n "${sid}" ] || return 0
+  pids=$(ps -eo pid=,ppid=,sid= | awk -v sid="${sid}" '
+    { parent[$1] = $2; if ($3 == sid) take[$1] = 1 }
+    END { do { grew = 0; for (p in parent) if (!(p in take) && (parent[p] in take)) { take[p] = 1; grew = 1 } } while (grew)
+          for (p in take) print p }')
+  [ -n "${pids}" ] || return 0
+  # shellcheck disable=SC2086 # one pid a word
+  kill -KILL ${pids} 2>/dev/null || true
+  for _ in $(seq 50); do
+    # shellcheck disable=SC2086
+    left=$(ps -o pid=,stat=,args= -p "$(echo ${pids} | tr ' ' ,)" | awk '$2 !~ /^Z/' || true)
+    [ -z "${left}" ] && return 0
+    sleep 0.1
+  done
+  echo "still running after SIGKILL to session ${sid}:"
+  echo "${left}"
+  return 1
 }
