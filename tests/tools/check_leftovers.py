@@ -6,20 +6,24 @@
     python3 tests/tools/check_leftovers.py check FILE --label "integration target port_forward" [--wait 5] [--kill]
 
 The snapshot records every process (pid and start time, so a reused pid is new), every listening TCP socket,
-network namespace and link there is: none of them is ever counted, so a sandbox or a play a developer runs beside
-the tests does not fail them. `check` then names each one of the suite's that is new and still there after
---wait seconds, with its pid and full command line, and exits 1 (2 on bad use). With --kill it then ends them
-(SIGTERM, SIGKILL after 3 s) and removes the namespaces and links, so that the next target starts clean.
+network namespace and link there is: none of them is ever counted. What is new is the run's when it carries the
+run's marker (the variable above, exported by make and by the integration targets' sandbox.sh), on itself or on a
+live ancestor: only that is counted, and only that is ended. So a sandbox or a play that a developer starts beside
+the tests, before or during the run, never fails them and is never touched; it is shown as a note.
+
+`check` names each leftover of the run's still there after --wait seconds, with its pid and full command line,
+and exits 1 (2 on bad use). With --kill it then ends them (SIGTERM, SIGKILL after 3 s) and removes the network
+namespaces and links that they held, so that the next target starts clean.
 
 The suite's processes are recognised by their command line (ansible-playbook, ansible, ansible-test and its
 pytest workers, Ansible modules -- the port_forward daemons are forked modules, AnsiballZ_port_forward.py --,
 kubectl, llmd-sandbox and `python -m llmd_sandbox...`, the sandbox's kube-apiserver, etcd,
 kube-controller-manager, kube-scheduler, llm-d-inference-sim, epp and envoy, files of the test tree), or by
-being the pid of a port_forward state file. Processes that carry another run's marker (or whose live ancestor
-does) belong to that run and are skipped; the checker's own ancestors (make, the shell) are never counted.
-Listening ports count when a leftover process holds them, or when they are on a sandbox address (127.0.0.0/8
-other than 127.0.0.1, or an address of an `llmd*` link) and no process outside the run holds them. Namespaces
-`llmd-*` and links `llmd*` (the sandbox's pod network) count when new.
+being the pid of a port_forward state file. The checker's own ancestors (make, the shell) are never counted.
+Listening ports count when a leftover process holds them (they are listed with it), or when they are on a
+sandbox address (127.0.0.0/8 other than 127.0.0.1, or an address of a new `llmd*` link) and held by a process of
+the run's or by none. Network namespaces `llmd-*` and links `llmd*` (the sandbox's pod network) count when new,
+unless only processes of someone else's are inside them or name their sandbox id.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ PROCESS_PATTERNS = [
     r"ansible_collections/llmd/verify", r"llmd-verify-test",
     r"(^|[/\s])kubectl(\s|$)",
     r"llmd-sandbox", r"llmd_sandbox",
-    r"(^|[/\s])(kube-apiserver|etcd|kube-controller-manager|kube-scheduler|llm-d-inference-sim|epp|envoy)(\s|$)",
+    r"(^|[/\s])(kube-apiserver|etcd|kube-controller-manager|kube-scheduler|llm-d-inference-sim|epp|envoy)(-v?[0-9][^\s/]*)?(\s|$)",
+    r"\.cache/llmd-verify/",  # where the sandbox's binaries are built
     r"pytest", r"exec\(eval\(sys\.stdin\.readline\(\)\)\)",  # pytest-xdist's execnet workers
     r"port-forward-test\.", r"reconnect_time\.py", r"check_report\.py",
 ]
@@ -209,85 +214,139 @@ def _is_sandbox_address(address, sandbox_ips):
     return ip.version == 4 and ip in ipaddress.ip_network("127.0.0.0/8") and host != "127.0.0.1"
 
 
+def _sandbox_id(name):
+    """The sandbox id in a namespace or link name (llmd-ID-N, llmdbrID, llmdvIDN), or None."""
+    match = re.match(r"llmd-([0-9a-f]+)-[0-9]+$|llmdbr([0-9a-f]+)$|llmdv([0-9a-f]{6})[0-9]+$", name)
+    return next((g for g in match.groups() if g), None) if match else None
+
+
+def _netns_inode(path):
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+class Attribution:
+    """Who started a process: this run (its marker, on it or a live ancestor), another run, or nobody known."""
+
+    def __init__(self, snapshot, table):
+        self.ours, self.table, self.markers = snapshot["marker"], table, {}
+
+    def marker(self, pid):
+        if pid not in self.markers:
+            self.markers[pid] = process_marker(pid)
+        return self.markers[pid]
+
+    def of(self, pid):
+        """"ours", "another run's" or "unmarked" (nearest marker wins)."""
+        for candidate in [pid] + ancestors(pid, self.table):
+            marker = self.marker(candidate)
+            if marker:
+                return "ours" if marker == self.ours else "another run's"
+        return "unmarked"
+
+
 def find_leftovers(snapshot):
-    """What the run left: {"processes": [info + "why", "ports"], "sockets": [...], "netns": [...], "links": [...]}."""
-    ours = {snapshot["marker"]}
+    """What the run left, and what is new but not the run's.
+
+    {"processes": [info + "ports"], "sockets": [...], "netns": [...], "links": [...],
+     "not_ours": [lines]}: the first four are counted; the processes and the namespaces and links that one of
+    them holds are the ones --kill ends.
+    """
     before = {tuple(p) for p in snapshot["processes"]}
     table = processes()
     me = os.getpid()
     exempt = {me, *ancestors(me, table)}
     from_states = forward_pids()
-    markers = {}
+    who = Attribution(snapshot, table)
+    new = {pid: info for pid, info in table.items()
+           if pid not in exempt and (pid, info["start"]) not in before and info["state"] != "Z"}
 
-    def marker_of(pid):
-        if pid not in markers:
-            markers[pid] = process_marker(pid)
-        return markers[pid]
-
-    def belongs_elsewhere(pid):
-        """Whether pid or a live ancestor carries another run's marker (nearest marker wins)."""
-        for candidate in [pid] + ancestors(pid, table):
-            marker = marker_of(candidate)
-            if marker:
-                return marker not in ours
-        return False
-
-    left = []
-    for pid, info in sorted(table.items()):
-        if pid in exempt or (pid, info["start"]) in before or info["state"] == "Z":
-            continue
+    left, not_ours = [], []
+    for pid, info in sorted(new.items()):
         command = " ".join(info["argv"])
         if not (SUITE_PROCESS.search(command) or SUITE_PROCESS.search(info["name"]) or pid in from_states):
             continue
-        if belongs_elsewhere(pid):
-            continue
-        marker = marker_of(pid)
-        info["why"] = "carries this run's marker" if marker in ours else "started after the snapshot"
-        info["ports"] = []
-        left.append(info)
+        owner = who.of(pid)
+        if owner == "ours":
+            info["ports"] = []
+            left.append(info)
+        else:
+            not_ours.append("process %d (%s, not counted): %s" % (pid, owner, command))
+    left_pids = {p["pid"] for p in left}
 
     new_sockets = {inode: address for inode, address in listening_sockets().items() if inode not in set(snapshot["sockets"])}
     owners = socket_owners(new_sockets)
-    left_pids = {p["pid"] for p in left}
     new_links = [name for name in links() if name not in snapshot["links"]]
     sandbox_ips = link_addresses(new_links)
     sockets = []
     for inode, address in sorted(new_sockets.items(), key=lambda item: item[1]):
         holders = owners.get(inode, set())
-        held = holders & left_pids
         for info in left:
-            if info["pid"] in held:
+            if info["pid"] in holders:
                 info["ports"].append(address)
-        if held or not _is_sandbox_address(address, sandbox_ips):
+        if holders & left_pids or not _is_sandbox_address(address, sandbox_ips):
             continue
-        # A sandbox address held by a process that is not ours (started before, or another run's) is not counted.
-        if holders and all((h, table[h]["start"]) in before or belongs_elsewhere(h) for h in holders if h in table):
-            continue
-        sockets.append({"address": address, "holders": sorted(holders)})
-    return {
-        "processes": left,
-        "sockets": sockets,
-        "netns": [name for name in network_namespaces() if name not in snapshot["netns"]],
-        "links": new_links,
-    }
+        if any(h in new and who.of(h) == "ours" for h in holders) or not holders:
+            sockets.append({"address": address, "holders": sorted(holders)})
+        else:
+            not_ours.append("listening port %s (held by pid %s, not this run's: not counted)"
+                            % (address, ", ".join(map(str, sorted(holders)))))
+
+    # Namespaces and links are the run's when a process of the run is inside one of the sandbox's namespaces or
+    # names its id (the sandbox's reaper), another's when only other processes do; with no process at all
+    # they count, but are left in place.
+    new_netns = [name for name in network_namespaces() if name not in snapshot["netns"]]
+    inside = {}  # network namespace inode -> pids in it
+    for pid in new:
+        inode = _netns_inode("/proc/%d/ns/net" % pid)
+        if inode is not None:
+            inside.setdefault(inode, set()).add(pid)
+    by_id = {}
+    for name in new_netns:
+        by_id.setdefault(_sandbox_id(name), set()).update(inside.get(_netns_inode("/run/netns/" + name), set()))
+    for pid, info in new.items():
+        for sandbox_id in list(by_id) + [_sandbox_id(n) for n in new_links]:
+            if sandbox_id and re.search(r"(^|\s)%s(\s|$)" % sandbox_id, " ".join(info["argv"])):
+                by_id.setdefault(sandbox_id, set()).add(pid)
+    found = {"netns": [], "links": []}
+    for kind, names in (("netns", new_netns), ("links", new_links)):
+        for name in names:
+            related = by_id.get(_sandbox_id(name), set())
+            owners_of = {who.of(pid) for pid in related}
+            if "ours" in owners_of:
+                found[kind].append({"name": name, "owned": True})
+            elif related:
+                not_ours.append("%s %s (of pid %s, not this run's: not counted)"
+                                % ("network namespace" if kind == "netns" else "link", name,
+                                   ", ".join(map(str, sorted(related)))))
+            else:
+                found[kind].append({"name": name, "owned": False})
+    return {"processes": left, "sockets": sockets, "netns": found["netns"], "links": found["links"],
+            "not_ours": not_ours}
 
 
 def report(found, label):
     lines = []
     for info in found["processes"]:
         lines.append("  process %d: %s" % (info["pid"], " ".join(info["argv"])))
-        detail = "parent %d, session %d, %s" % (info["ppid"], info["sid"], info["why"])
+        detail = "parent %d, session %d" % (info["ppid"], info["sid"])
         if info["ports"]:
             detail += ", listening on " + ", ".join(info["ports"])
         lines.append("      (%s)" % detail)
     for entry in found["sockets"]:
         held = ("held by pid " + ", ".join(map(str, entry["holders"]))) if entry["holders"] else "no process found"
         lines.append("  listening port %s (%s)" % (entry["address"], held))
-    lines += ["  network namespace %s" % name for name in found["netns"]]
-    lines += ["  link %s" % name for name in found["links"]]
-    if not lines:
-        return ""
-    return "LEFTOVERS after %s: %d thing(s) it started are still there\n%s\n" % (label, count(found), "\n".join(lines))
+    for kind, title in (("netns", "network namespace"), ("links", "link")):
+        for entry in found[kind]:
+            lines.append("  %s %s%s" % (title, entry["name"], "" if entry["owned"] else " (no process holds it)"))
+    text = ""
+    if lines:
+        text = "LEFTOVERS after %s: %d thing(s) it started are still there\n%s\n" % (label, count(found), "\n".join(lines))
+    if found["not_ours"]:
+        text += "".join("note: new since the snapshot but not %s's: %s\n" % (label, line) for line in found["not_ours"])
+    return text
 
 
 def count(found):
@@ -295,7 +354,7 @@ def count(found):
 
 
 def end(found):
-    """End the leftover processes (by pid and start time) and remove the namespaces and links."""
+    """End the run's leftover processes (by pid and start time), then remove the namespaces and links they held."""
     pids = {info["pid"]: info["start"] for info in found["processes"]}
 
     def alive():
@@ -311,11 +370,12 @@ def end(found):
         deadline = time.monotonic() + grace
         while alive() and time.monotonic() < deadline:
             time.sleep(0.1)
-    for name in found["netns"]:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-    for name in found["links"]:
-        if os.path.exists("/sys/class/net/" + name):
-            subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+    for entry in found["netns"]:
+        if entry["owned"]:
+            subprocess.run(["ip", "netns", "del", entry["name"]], check=False, capture_output=True)
+    for entry in found["links"]:
+        if entry["owned"] and os.path.exists("/sys/class/net/" + entry["name"]):
+            subprocess.run(["ip", "link", "del", entry["name"]], check=False, capture_output=True)
     return alive()
 
 
@@ -328,7 +388,8 @@ def main(argv=None):
     check.add_argument("file")
     check.add_argument("--label", default="the test run", help="what ran, for the message")
     check.add_argument("--wait", type=float, default=5.0, help="seconds to let things end by themselves first")
-    check.add_argument("--kill", action="store_true", help="then end what was left")
+    check.add_argument("--kill", action="store_true",
+                       help="then end the leftover processes, and the namespaces and links that they held")
     options = parser.parse_args(argv)
 
     if options.command == "snapshot":
@@ -351,6 +412,7 @@ def main(argv=None):
         time.sleep(0.25)
         found = find_leftovers(snapshot)
     if not count(found):
+        sys.stdout.write(report(found, options.label))
         print("no leftovers after %s" % options.label)
         return 0
     sys.stdout.write(report(found, options.label))
