@@ -91,9 +91,10 @@ units-oldest: setup-oldest sync-test-tree
 sandbox-test: setup
 	cd tests/sandbox && $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-# Integration targets run in the dev venv, each starting the sandbox scenario it needs.
+# Integration targets run in the dev venv, each starting the sandbox scenario it needs, each as its own
+# ansible-test run followed by tests/tools/check_leftovers.py: a target that leaves anything running fails, named.
 integration: setup sync-test-tree
-	cd $(TEST_DIR) && $(BIN)/ansible-test integration --local --python $(PY_NEW_VERSION) --color no $(INTEGRATION_ARGS)
+	cd $(TEST_DIR) && bash $(ROOT)/tests/tools/integration.sh $(BIN)/ansible-test $(PY_NEW_VERSION) $(INTEGRATION_ARGS)
 
 lint: setup
 	$(BIN)/ansible-lint --offline --profile production roles playbooks
@@ -102,7 +103,16 @@ lint: setup
 build-check: setup
 	bash tests/tools/check_build.sh
 
-test: sanity units sandbox-test integration lint build-check sanity-oldest units-oldest
+# All of it between a snapshot and a leftover check: nothing it started may still run when it ends (what ran
+# before is not counted). The checker's own tests, which leak on purpose, come first.
+test:
+	snapshot=$$(mktemp); LLMD_VERIFY_LEFTOVER_RUN=$$(python3 tests/tools/check_leftovers.py snapshot "$$snapshot"); \
+	export LLMD_VERIFY_LEFTOVER_RUN; status=0; \
+	$(MAKE) --no-print-directory setup && $(BIN)/python -m pytest -q -p no:cacheprovider tests/tools && \
+	$(MAKE) --no-print-directory sanity units sandbox-test integration lint build-check sanity-oldest units-oldest \
+	|| status=$$?; \
+	python3 tests/tools/check_leftovers.py check "$$snapshot" --label "make test" --kill || status=1; \
+	rm -f "$$snapshot"; exit $$status
 
 ## ---- use ----------------------------------------------------------------------------------
 

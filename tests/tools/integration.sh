@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `make integration`: every selected integration target as its own ansible-test run, each followed by
+# check_leftovers.py, so that a target that leaves a process, a listening port, a network namespace or a link of
+# the suite's behind fails and is named. Processes and namespaces that ran before the target are not counted.
+#
+#   tests/tools/integration.sh ANSIBLE_TEST PYTHON_VERSION [INTEGRATION_ARGS...]   # run from the test tree
+#
+# INTEGRATION_ARGS are ansible-test's: targets and selection options (--include, --exclude, --require,
+# --start-at, --changed...) choose the targets; the others go to each target's run. Leftovers are ended once
+# named, so that the next target starts clean (LLMD_VERIFY_KEEP_LEFTOVERS=1 keeps them for a look).
+set -euo pipefail
+
+ansible_test=$1 python_version=$2
+shift 2
+checker="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check_leftovers.py"
+collection_root=$(cd ../../.. && pwd)  # the test tree's root: ansible-test's ANSIBLE_COLLECTIONS_PATH
+kill_option=--kill
+[ "${LLMD_VERIFY_KEEP_LEFTOVERS:-}" = 1 ] && kill_option=""
+
+all_args=("$@")
+# The options for each target's run: without the targets and the selection options (and their values).
+run_options=() continue_on_error=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --include | --exclude | --require | --start-at | --changed-all-target | --changed-all-mode | --base-branch) shift ;;
+    --changed | --untracked | --ignore-committed | --ignore-staged | --ignore-unstaged | --list-targets) ;;
+    --continue-on-error) continue_on_error=1 ;;
+    --tags | --skip-tags | --start-at-task | --truncate | --display-traceback | --python | --python-interpreter | \
+      --docker-network | --docker-terminate | --docker-memory | --docker-seccomp | --controller | --target)
+      run_options+=("$1" "${2:-}"); shift ;;
+    -*) run_options+=("$1") ;;
+    *) ;;  # a target, an alias or a prefix: a selection
+  esac
+  shift
+done
+# All of them choose the targets (ansible-test prints its notes on stderr, the targets on stdout).
+mapfile -t targets < <("${ansible_test}" integration --list-targets --color no "${all_args[@]}" 2>/dev/null)
+[ "${#targets[@]}" -gt 0 ] || { echo "no integration target matches: ${all_args[*]}"; exit 1; }
+
+snapshot=$(mktemp "${TMPDIR:-/tmp}/llmd-leftovers.XXXXXX")
+trap 'rm -f "${snapshot}" "${collection_root}/leftover-run"' EXIT
+failed=()
+for target in "${targets[@]}"; do
+  # The marker is the run's: `make test` sets it for everything; this keeps it for the targets (sandbox.sh reads
+  # it from the file, as ansible-test passes no variable of ours through).
+  LLMD_VERIFY_LEFTOVER_RUN=$(python3 "${checker}" snapshot "${snapshot}")
+  export LLMD_VERIFY_LEFTOVER_RUN
+  echo "${LLMD_VERIFY_LEFTOVER_RUN}" > "${collection_root}/leftover-run"
+  status=0
+  "${ansible_test}" integration --local --python "${python_version}" --color no "${run_options[@]}" "${target}" || status=$?
+  python3 "${checker}" check "${snapshot}" --label "integration target ${target}" ${kill_option} || status=$(( status ? status : 1 ))
+  if [ "${status}" -ne 0 ]; then
+    failed+=("${target}")
+    [ -n "${continue_on_error}" ] || break
+  fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "integration targets that failed or left something running: ${failed[*]}"
+  exit 1
+fi
+echo "integration: ${#targets[@]} target(s) passed, none left anything running"
