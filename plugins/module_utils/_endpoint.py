@@ -19,6 +19,11 @@ import time
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import K8sNotFound, k8s_get
+from ansible_collections.llmd.verify.plugins.module_utils._service_ports import (
+    ISTIO_STATUS_PORT,
+    choose_http_port,
+    describe_port,
+)
 
 # The seed's pattern for a gateway Service: `<release>-inference-gateway` plus Istio's `-istio` suffix.
 SEED_SERVICE_PATTERN = r".*-inference-gateway(-.*)?$"
@@ -26,7 +31,6 @@ EPP_SERVICE_PATTERN = r"-epp(-standalone)?$"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 ROUTE_TIMEOUT_ANNOTATION = "haproxy.router.openshift.io/timeout"
 ROUTE_TIMEOUT_MIN_SECONDS = 300
-ISTIO_STATUS_PORT = 15021
 LOCAL_ADDRESS = "127.0.0.1"
 POLL_SECONDS = 2.0
 
@@ -116,56 +120,72 @@ def _names(objs):
 
 
 def _condition(obj, kind):
-    for condition in (obj.get("status") or {}).get("conditions") or []:
+    """The condition of type kind in obj's status.conditions, or None."""
+    return _find_condition((obj.get("status") or {}).get("conditions"), kind)
+
+
+def _find_condition(conditions, kind):
+    for condition in conditions or []:
         if condition.get("type") == kind:
             return condition
     return None
 
 
-def _describe_port(port):
-    label = "%s/%s" % (port.get("port"), port.get("name") or "-")
-    return "%s (%s)" % (label, port["appProtocol"]) if port.get("appProtocol") else label
+def route_admitted(ingress):
+    """Whether one entry of a Route's status.ingress[] (one router) says Admitted=True: its own conditions."""
+    return (_find_condition(ingress.get("conditions"), "Admitted") or {}).get("status") == "True"
 
 
-def _not_http(port):
-    """Why a Service port is not the HTTP port, or None. Names and protocols decide, then well-known numbers."""
-    name = (port.get("name") or "").lower()
-    app = (port.get("appProtocol") or "").lower()
-    if (port.get("protocol") or "TCP") != "TCP":
-        return "%s, not TCP" % port.get("protocol")
-    if name in ("http", "https") or app in ("http", "https"):
+def gateway_addresses(gateway):
+    return [a.get("value") for a in (gateway.get("status") or {}).get("addresses") or [] if a.get("value")]
+
+
+def gateway_not_accepted(gateway):
+    """Why no controller serves a Gateway, or None when it is Accepted (or says nothing either way).
+
+    Status is written only by the GatewayClass's own controller: a Gateway whose class nobody runs keeps the
+    CRD's default, Accepted Unknown with reason Pending, and no address.
+    """
+    accepted = _condition(gateway, "Accepted")
+    if accepted is None or accepted.get("status") == "True":
         return None
-    if port.get("port") == ISTIO_STATUS_PORT or "status" in name:
-        return "Istio's status port, health checks only"
-    if "metrics" in name or port.get("port") == 9090:
-        return "metrics"
-    if "grpc" in name or app in ("grpc", "http2", "kubernetes.io/h2c") or port.get("port") == 9002:
-        return "gRPC (the EPP's ext-proc)"
-    return None
+    gateway_class = (gateway.get("spec") or {}).get("gatewayClassName") or "(none)"
+    if accepted.get("status") == "Unknown" and accepted.get("reason") in (None, "", "Pending"):
+        return "GatewayClass %s: no controller has accepted it (Gateway %s keeps the default Accepted Unknown, " \
+               "Pending)" % (gateway_class, name_of(gateway))
+    return "Gateway %s is not Accepted by the controller of GatewayClass %s (%s %s: %s)" % (
+        name_of(gateway), gateway_class, accepted.get("status"), accepted.get("reason") or "-",
+        accepted.get("message") or "no message")
 
 
-def _http_rank(port):
-    name = (port.get("name") or "").lower()
-    app = (port.get("appProtocol") or "").lower()
-    number = port.get("port")
-    ranks = (name == "http" or app == "http", name == "https" or app == "https", name.startswith("http"),
-             number == 80, number == 443)
-    first = ranks.index(True) if True in ranks else len(ranks)
-    return (first, number)
+def _gateway_rank(gateway):
+    """0: Accepted with an address; 1: Accepted, no address yet; 2: no controller has accepted it."""
+    if gateway_not_accepted(gateway):
+        return 2
+    return 0 if gateway_addresses(gateway) else 1
+
+
+def programmed_warning(gateway):
+    """A warning when the Gateway is not Programmed, worded so it is true whatever the provider; else None."""
+    programmed = _condition(gateway, "Programmed")
+    if (programmed or {}).get("status") == "True":
+        return None
+    said = " (%s, %s: %s)" % (programmed.get("status"), programmed.get("reason") or "-", programmed.get("message") or
+                              "no message") if programmed else " (no Programmed condition)"
+    return ("Gateway %s is not Programmed%s: its controller has not reported its data plane ready to take traffic; "
+            "what that covers depends on the provider (Istio sets it once the gateway Service has an address, for "
+            "example when a LoadBalancer is no longer pending, and says nothing about the gateway pods being Ready)"
+            % (name_of(gateway), said))
 
 
 def http_port(service):
     """(port, scheme, skipped) for the Service's HTTP port, chosen by name and protocol, not by number."""
     ports = (service.get("spec") or {}).get("ports") or []
-    candidates = [p for p in ports if not _not_http(p)]
-    skipped = [p for p in ports if _not_http(p)]
-    if not candidates:
+    port, scheme, skipped = choose_http_port(ports)
+    if port is None:
         raise Unusable("Service %s has no HTTP port (ports: %s)" % (
-            name_of(service), ", ".join("%s: %s" % (_describe_port(p), _not_http(p)) for p in ports) or "none"))
-    port = min(candidates, key=_http_rank)
-    https = (port.get("name") or "").lower() == "https" or (port.get("appProtocol") or "").lower() == "https" \
-        or port.get("port") == 443
-    return port, "https" if https else "http", skipped
+            name_of(service), ", ".join("%s: %s" % (describe_port(p), why) for p, why in skipped) or "none"))
+    return port, scheme, [p for p, _why in skipped]
 
 
 def _status_port_warning(service, port, skipped):
@@ -219,6 +239,8 @@ def select_gateway_service(services, gateways, gateway_service=None, gateway_nam
 
 
 def select_gateway(gateways, gateway_name=None):
+    """(Gateway, why, warnings): named, else an llm-d inference gateway, preferring one a controller has
+    Accepted and given an address over one still pending, and saying why the others were skipped."""
     if gateway_name:
         found = [g for g in gateways if name_of(g) == gateway_name]
         if not found:
@@ -227,11 +249,21 @@ def select_gateway(gateways, gateway_name=None):
     inference = [g for g in gateways if _meta(g, "labels").get("app.kubernetes.io/component") == "inference-gateway"
                  or re.search(SEED_SERVICE_PATTERN, name_of(g))]
     others = [g for g in gateways if g not in inference]
-    chosen = pick([(inference, "it is an llm-d inference gateway (by its component label or name)"),
-                   (others, "it is a Gateway of the namespace")], "Gateway")
-    if chosen is None:
+    pool, why = (inference, "it is an llm-d inference gateway (by its component label or name)") if inference else (
+        others, "it is a Gateway of the namespace")
+    if not pool:
         raise Unusable("no Gateway in the namespace")
-    return chosen
+    ranks = {name_of(g): _gateway_rank(g) for g in pool}
+    tiers = [([g for g in pool if ranks[name_of(g)] == 0], why + ", Accepted and with an address"),
+             ([g for g in pool if ranks[name_of(g)] == 1], why + " and Accepted (its address is pending)"),
+             ([g for g in pool if ranks[name_of(g)] == 2], why)]
+    if inference:
+        tiers.append((others, "it is a Gateway of the namespace"))  # never chosen, but counted in the warning
+    gateway, reason, warnings = pick(tiers, "Gateway")
+    for other in sorted(pool, key=name_of):
+        if ranks[name_of(other)] > ranks[name_of(gateway)]:
+            warnings.append("Gateway %s skipped: %s" % (name_of(other), gateway_not_accepted(other) or "it has no address yet"))
+    return gateway, reason, warnings
 
 
 def gateway_listener(gateway):
@@ -424,13 +456,13 @@ def resolve_port_forward(view, opts):
 def resolve_gateway(view, opts):
     gateway, why, warnings = select_gateway(view.gateways(), opts.get("gateway_name"))
     listener, scheme = gateway_listener(gateway)
-    programmed = _condition(gateway, "Programmed")
-    if (programmed or {}).get("status") != "True":
-        warnings.append("Gateway %s is not Programmed%s" % (name_of(gateway), ": %s %s" % (
-            programmed.get("reason", ""), programmed.get("message", "")) if programmed else " (no Programmed condition)"))
-    addresses = [a.get("value") for a in (gateway.get("status") or {}).get("addresses") or [] if a.get("value")]
+    not_accepted = gateway_not_accepted(gateway)
+    addresses = gateway_addresses(gateway)
     if not addresses:
-        raise Unusable("Gateway %s has no address yet (status.addresses is empty)" % name_of(gateway), pending=True)
+        raise Unusable("Gateway %s has no address yet (status.addresses is empty)%s" % (
+            name_of(gateway), ": " + not_accepted if not_accepted else ""), pending=True)
+    warnings.append(not_accepted or programmed_warning(gateway))
+    warnings = [warning for warning in warnings if warning]
     address = addresses[0]
     cluster_ips = {(s.get("spec") or {}).get("clusterIP") for s in view.services()}
     internal = address in cluster_ips or bool(re.search(r"\.svc(\.|$)", address))
@@ -534,7 +566,7 @@ def resolve_route(view, opts):
     if not host:
         raise Unusable("Route %s has no host yet" % name_of(route), pending=True)
     ingresses = (route.get("status") or {}).get("ingress") or []
-    admitted = [i for i in ingresses if (_condition(i, "Admitted") or {}).get("status") == "True"]
+    admitted = [i for i in ingresses if route_admitted(i)]
     if not admitted:
         warnings.append("Route %s is not Admitted by any router yet" % name_of(route))
     connect_address = None
@@ -595,8 +627,8 @@ def evaluate(view, mode, opts):
         return {"mode": mode, "usable": False, "available": exc.available, "pending": exc.pending,
                 "reason": exc.reason}
     except LlmdError as exc:
-        if exc.details.get("status") != 403:  # 401, unreachable: no mode can work, say it once
-            raise
+        if exc.details.get("status") != 403 or exc.details.get("anonymous"):
+            raise  # 401, no credentials at all, unreachable: no mode can work, say it once
         return {"mode": mode, "usable": False, "available": True, "pending": False, "reason": exc.msg,
                 "forbidden": exc}
 

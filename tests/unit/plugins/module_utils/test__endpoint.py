@@ -389,3 +389,60 @@ def test_auth_failures_are_not_swallowed_by_auto():
             raise LlmdError("rejected the credentials (401 Unauthorized)", status=401)
     with pytest.raises(LlmdError, match="401"):
         resolve(Unauthorized([], None), mode="auto")
+
+
+# --- OpenShift Routes: Admitted is a condition of each status.ingress[] entry ---------------------------------
+
+def test_an_admitted_route_is_not_reported_unadmitted():
+    view = FakeView([service("gw-inference-gateway-istio", ISTIO_PORTS)], None,
+                    routes=[route("llm", "gw-inference-gateway-istio", {ep.ROUTE_TIMEOUT_ANNOTATION: "10m"})])
+    result = resolve(view, resolves=lambda h: True, mode="route")
+    assert not any("Admitted" in w for w in result["warnings"]), result["warnings"]
+
+
+def test_an_unadmitted_route_is_reported():
+    unadmitted = route("llm", "gw-inference-gateway-istio", {ep.ROUTE_TIMEOUT_ANNOTATION: "10m"})
+    unadmitted["status"]["ingress"][0]["conditions"] = [
+        {"type": "Admitted", "status": "False", "reason": "HostAlreadyClaimed", "message": "route llm already exposes llm.apps.test"}]
+    view = FakeView([service("gw-inference-gateway-istio", ISTIO_PORTS)], None, routes=[unadmitted])
+    result = resolve(view, resolves=lambda h: True, mode="route")
+    assert "Route llm is not Admitted by any router yet" in result["warnings"]
+    assert ep.route_admitted({"conditions": [{"type": "Admitted", "status": "True"}]})
+    assert not ep.route_admitted({"status": {"conditions": [{"type": "Admitted", "status": "True"}]}})
+
+
+# --- Gateways nobody runs ------------------------------------------------------------------------------------
+
+def gateway_status(name, gw_class, accepted, addresses=(), programmed=None):
+    """A Gateway as its controller (or, with accepted=None, nobody but the CRD defaults) left it."""
+    conditions = [{"type": "Accepted", "status": "Unknown", "reason": "Pending", "message": "Waiting for controller"},
+                  {"type": "Programmed", "status": "Unknown", "reason": "Pending", "message": "Waiting for controller"}]
+    if accepted is not None:
+        conditions = [{"type": "Accepted", "status": accepted, "reason": "Accepted" if accepted == "True" else "Invalid"},
+                      programmed or {"type": "Programmed", "status": "True", "reason": "Programmed"}]
+    return {"metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/component": "inference-gateway"}},
+            "spec": {"gatewayClassName": gw_class, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+            "status": {"addresses": [{"type": "IPAddress", "value": a} for a in addresses], "conditions": conditions}}
+
+
+def test_an_accepted_gateway_with_an_address_wins_over_one_no_controller_runs():
+    pending = gateway_status("a-inference-gateway", "istio", None)
+    served = gateway_status("b-inference-gateway", "kgateway", "True", ["203.0.113.9"])
+    result = resolve(FakeView([], [pending, served]), mode="gateway")
+    assert (result["endpoint"], result["source"]["name"]) == ("http://203.0.113.9", "b-inference-gateway")
+    assert "Gateway a-inference-gateway skipped: GatewayClass istio: no controller has accepted it" in "\n".join(result["warnings"])
+    assert any("chose b-inference-gateway because" in w and "Accepted and with an address" in w for w in result["warnings"])
+
+
+def test_a_gateway_no_controller_runs_says_so():
+    with pytest.raises(LlmdError, match="no address yet .*: GatewayClass istio: no controller has accepted it"):
+        resolve(FakeView([], [gateway_status("a-inference-gateway", "istio", None)]), mode="gateway")
+
+
+def test_the_programmed_warning_is_true_for_every_provider():
+    not_programmed = {"type": "Programmed", "status": "False", "reason": "AddressNotAssigned",
+                      "message": "Assigned to service(s) x-istio.llm-d.svc.cluster.local:80, but failed to assign to all requested addresses"}
+    gw = gateway_status("g-inference-gateway", "istio", "True", ["10.0.0.1"], programmed=not_programmed)
+    warning = next(w for w in resolve(FakeView([], [gw]), mode="gateway")["warnings"] if "not Programmed" in w)
+    assert "(False, AddressNotAssigned: Assigned to service(s)" in warning
+    assert "the gateway Service has an address" in warning and "says nothing about the gateway pods being Ready" in warning
