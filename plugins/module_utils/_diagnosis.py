@@ -31,8 +31,16 @@ def _status(result):
 
 
 RULES = (
+    (lambda s, t, p: "system:anonymous" in t,
+     "no credentials reached the Kubernetes API server (it saw system:anonymous): the kubeconfig, its context or "
+     "the token is missing or not the one meant"),
     (lambda s, t, p: "forbidden" in t or s == 403 and "kubernetes" in t,
      "the Kubernetes credentials lack a permission the check needs (see docs/rbac.md)"),
+    (lambda s, t, p: "no service port" in t or "unknown port" in t,
+     "the Kubernetes API server proxy was asked for a port the Service or pod does not have"),
+    (lambda s, t, p: "no pods available in datastore" in t or "failed to find candidate pods" in t,
+     "the EPP has no Ready model server pod: decode pods are not Ready (vLLM still loading or crash-looping) or "
+     "the InferencePool selects no pods"),
     (lambda s, t, p: "no healthy upstream" in t or "no endpoints" in t,
      "the gateway has no Ready model server behind it: decode pods are not Ready (vLLM still loading or "
      "crash-looping) or the InferencePool selects no pods"),

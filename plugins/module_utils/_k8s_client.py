@@ -15,7 +15,8 @@ Requests go through the ApiClient's param_serialize and call_api, not the genera
 Configuration, in order: explicit O(host) with credentials; else O(kubeconfig) (path or dict) / O(context);
 else the default kubeconfig (KUBECONFIG or ~/.kube/config); else the in-cluster service account. Exec
 plugins (EKS, GKE, OIDC helpers) work because the kubernetes client's own loader runs them and refreshes
-their tokens. Errors become LlmdError: 401 and 403 name what the credentials lack, 404 is K8sNotFound
+their tokens. Errors become LlmdError: 401 and 403 name what the credentials lack (a 403 for system:anonymous:
+that no credentials arrived at all), 404 is K8sNotFound
 (callers decide whether absence is an error), connection failures name the API server.
 """
 
@@ -29,6 +30,7 @@ import traceback
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import auth_options
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_status import ANONYMOUS_HINT, anonymous_message, is_anonymous
 
 try:
     import kubernetes
@@ -192,6 +194,9 @@ def api_error(exc, verb, resource, namespace=None, name=None, host="the Kubernet
         return LlmdError("the Kubernetes API server at %s rejected the credentials (401 Unauthorized): %s" % (host, message),
                          hint="the token or certificate is invalid or expired: check the kubeconfig, context or api_key",
                          status=401)
+    if exc.status == 403 and is_anonymous(message):
+        return LlmdError(anonymous_message(message), hint=ANONYMOUS_HINT, status=403, verb=verb, resource=resource,
+                         anonymous=True)
     if exc.status == 403:
         return LlmdError("the Kubernetes credentials may not %s %s%s (403 Forbidden): %s"
                          % (verb, resource, _where(namespace), message),

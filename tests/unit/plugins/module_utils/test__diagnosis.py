@@ -44,3 +44,12 @@ def test_report_fills_the_cause_of_failed_checks_only():
     assert "no Ready model server" in checks[0]["cause"]
     assert checks[1]["cause"] == ""
     assert checks[2]["cause"] == "given by the role"
+
+
+def test_causes_of_the_real_stacks_answers():
+    assert "no credentials reached" in likely_cause({"status": 403, "msg": 'services is forbidden: User "system:anonymous" cannot get'})
+    assert "EPP has no Ready model server" in likely_cause(
+        {"status": 500, "error": {"message": "inference gateway: Internal - no pods available in datastore"}})
+    assert "EPP has no Ready model server" in likely_cause({"status": 503, "error": {"message": "inference error: failed to find candidate pods"}})
+    assert "port the Service or pod does not have" in likely_cause(
+        {"status": 503, "error": {"message": 'no service port "" found for service "optimized-baseline-epp"'}})

@@ -185,3 +185,15 @@ def test_missing_configuration_is_explained(tmp_path):
 def test_unknown_context_is_explained(api, tmp_path):
     with pytest.raises(LlmdError, match="cannot load the Kubernetes configuration: .*nosuch"):
         kc.get_api_client({"kubeconfig": kubeconfig(tmp_path, api.url, {"token": "t"}), "context": "nosuch"})
+
+
+def test_a_403_for_system_anonymous_says_no_credentials_arrived(api, tmp_path):
+    api.answer = (403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                        "message": 'services is forbidden: User "system:anonymous" cannot list resource "services" in '
+                                   'API group "" in the namespace "llm-d"'})
+    with pytest.raises(LlmdError) as failure:
+        list_services({"kubeconfig": kubeconfig(tmp_path, api.url, {})})
+    assert failure.value.msg.startswith("no credentials reached the Kubernetes API server: it handled the request as "
+                                        "system:anonymous")
+    assert "kubeconfig" in failure.value.hint and "context" in failure.value.hint and "grant" not in failure.value.hint
+    assert failure.value.details["status"] == 403 and failure.value.details["anonymous"] is True
