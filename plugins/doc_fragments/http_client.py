@@ -101,8 +101,16 @@ options:
     type: str
   port:
     description:
-      - Port of O(service) or O(pod), as a number or a port name. When unset, the API server uses the Service's
-        first port (for a pod, port 80).
+      - Port of O(service) or O(pod), as a number or a port name, resolved before the request as kubectl resolves
+        it. The Service is read first (this needs C(get) on C(services)), and a port number becomes the port's name,
+        which is what the API server proxy matches (an unnamed single port keeps its number), and a port the
+        Service does not have fails at once, naming the ports it has.
+      - When unset, the Service's only port; with several, its HTTP port, chosen as
+        M(llmd.verify.gateway_endpoint_info) chooses the EPP's (by name C(http)/C(https), then C(appProtocol),
+        then the numbers 80, 443, 8000, 8081, never the gRPC, metrics or Istio status ports); a Service with
+        several ports and no HTTP one fails at once, naming them.
+      - For O(pod), a container port name is turned into its number (the API server does not resolve names for
+        pods); when unset, the API server uses port 80.
     type: str
   scheme:
     description:

@@ -26,8 +26,9 @@ options:
     required: false
   wait_timeout:
     description:
-      - Seconds to keep retrying while an endpoint is not ready yet (connection refused, 502, 503, 504,
-        C(no healthy upstream)). V(0) asks once.
+      - Seconds to keep retrying while an endpoint is not ready yet, on the same answers as
+        M(llmd.verify.models_info) (connection refused, 502, 503, 504, the EPP's 500 C(no pods available in
+        datastore), C(no healthy upstream), ...). V(0) asks once.
     type: float
     default: 0
 requirements:

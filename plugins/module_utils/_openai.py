@@ -19,6 +19,13 @@ import traceback
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._http import TransportError
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_status import (
+    ANONYMOUS_HINT,
+    is_anonymous,
+    proxy_not_ready,
+    proxy_request_error,
+    status_object,
+)
 
 try:
     import jmespath
@@ -36,7 +43,37 @@ OBJECTS = {"completions": "text_completion", "chat": "chat.completion"}
 # Headers that tell where a request went (gateway, EPP, simulator, model server).
 ROUTING_HEADERS = ("x-inference-pod", "x-inference-namespace", "x-inference-port", "x-gateway-destination-endpoint",
                    "x-request-id")
-NOT_READY_BODIES = ("no healthy upstream", "no endpoints")
+# The "not ready yet" answers of the real stack when no model server is Ready (FACTS.md section 4): a marker
+# found in the body (lower case), the reason reported, and what it means. Most specific first.
+NOT_READY_MARKERS = (
+    ("no pods available in datastore", "no pods available in datastore",
+     "the EPP (endpoint picker) has no Ready model server pod in its datastore: the pods are not Ready yet, or "
+     "the InferencePool selects none"),
+    ("failed to find candidate pods", "failed to find candidate pods",
+     "the EPP found no candidate pod for the request: no model server pod is Ready yet, or none passes its filters"),
+    ("inferencepoolresourceexhausted", "InferencePoolResourceExhausted",
+     "the EPP of an older inference extension found no model server pod with room: none is Ready yet, or the "
+     "pool is saturated"),
+    ("no healthy upstream", "no healthy upstream",
+     "Envoy (the gateway, or the standalone EPP's sidecar) has no healthy upstream: no Ready pod behind it"),
+    ("decode node is not ready", "decode node is not ready",
+     "the routing-proxy sidecar of a decode pod cannot reach vLLM yet: vLLM is still starting, or has died"),
+    ("no endpoints available for service", "no endpoints available for service",
+     "the Kubernetes API server proxy found no Ready endpoint of the Service: no Ready pod behind it"),
+    ("no endpoints", "no endpoints", "the proxy on the way found no Ready endpoint: no Ready pod behind it"),
+)
+NOT_READY_BODIES = tuple(label for _marker, label, _meaning in NOT_READY_MARKERS)
+NOT_READY_MEANINGS = dict((label, meaning) for _marker, label, meaning in NOT_READY_MARKERS)
+NOT_READY_MEANINGS.update({
+    "connection refused": "nothing listens at the address yet: a gateway or port-forward that is not up, or a "
+                          "LoadBalancer or NodePort Service with no Ready endpoint (kube-proxy rejects the connection)",
+    "connection refused (through the API server proxy)": "the API server reached the pod, but nothing listens on "
+                                                         "its port yet: the model server is still starting",
+    "HTTP 502 with an empty body": "the routing-proxy sidecar of a decode pod cannot reach vLLM yet (older sidecars "
+                                   "answer so): vLLM is still starting, or has died",
+    "HTTP 404 with no API error (route not programmed yet?)": "the gateway answers but no route takes the path yet: "
+                                                              "the HTTPRoute is missing or not programmed yet",
+})
 COARSE_NOTE = ("sent through the Kubernetes API server proxy, which adds a hop and may relay a stream in 200 ms "
                "batches: only the total time is meaningful; measure TTFT and inter-token latency with transport=direct")
 
@@ -115,11 +152,26 @@ def describe_error(error):
 
 
 def not_ready_reason(status, data):
-    """Why an answer means "not ready yet" (gateway up, backends not), or None if it is a real answer."""
+    """Why an answer means "not ready yet" (gateway up, backends not), or None if it is a real answer.
+
+    A Kubernetes Status (the API server proxy's own answer) is not ready only when it says there is no
+    endpoint or the pod refused; one about the request itself (a port the Service does not have) never is.
+    A 500 is not ready only with one of the stack's markers.
+    """
+    status_obj = status_object(data) if data else None
+    if status_obj is not None:
+        if proxy_request_error(status_obj):
+            return None
+        reason = proxy_not_ready(status_obj)
+        if reason:
+            return reason
+        return "HTTP %s" % status if status in (502, 503, 504) else None
     text = excerpt(data or b"").lower()
-    for marker in NOT_READY_BODIES:
+    for marker, label, _meaning in NOT_READY_MARKERS:
         if marker in text:
-            return marker
+            return label
+    if status == 502 and not text.strip():
+        return "HTTP 502 with an empty body"
     if status in (502, 503, 504):
         return "HTTP %s" % status
     # A gateway whose route is not programmed yet answers 404 with no OpenAI error; a Kubernetes
@@ -128,6 +180,28 @@ def not_ready_reason(status, data):
         obj, _problem = decode_json(data) if data else (None, None)
         if not isinstance(obj, dict):
             return "HTTP 404 with no API error (route not programmed yet?)"
+    return None
+
+
+def not_ready_meaning(reason):
+    """What a reason of not_ready_reason (or "connection refused") means, in a sentence."""
+    return NOT_READY_MEANINGS.get(reason) or (
+        "a proxy on the way (gateway, sidecar or API server) answered %s: the model server behind it does not answer "
+        "yet" % reason)
+
+
+def kubernetes_hint(status, data):
+    """A hint for an answer that is the Kubernetes API server's own (through the API server proxy), or None."""
+    status_obj = status_object(data) if data else None
+    if status_obj is None:
+        return None
+    if status == 403 and is_anonymous(status_obj.get("message")):
+        return ANONYMOUS_HINT
+    if proxy_request_error(status_obj):
+        return ("the Kubernetes API server refused the proxy request itself, so it is not waited on: check the "
+                "service or pod and its port (kubectl get service NAME -o yaml)")
+    if status == 403:
+        return "the Kubernetes user needs get (and create, for POST) on services/proxy or pods/proxy (see docs/rbac.md)"
     return None
 
 
@@ -337,8 +411,8 @@ def list_models(transport):
     data = _read_response(response)
     if response.status != 200:
         error = api_error(response.status, data)
-        raise LlmdError("%s: %s" % (response.target, describe_error(error)), status=response.status, error=error,
-                        not_ready=not_ready_reason(response.status, data))
+        raise LlmdError("%s: %s" % (response.target, describe_error(error)), hint=kubernetes_hint(response.status, data),
+                        status=response.status, error=error, not_ready=not_ready_reason(response.status, data))
     obj, problem = decode_json(data)
     if problem:
         raise LlmdError("%s: HTTP 200 but the body is %s" % (response.target, problem), status=200, body=excerpt(data),
@@ -370,8 +444,10 @@ def wait_for_models(transport, wait_timeout, expected_models=None, sleep=time.sl
             waited_for.append(reason)
         now = clock()
         if now + delay > deadline:
-            failure.details.update(attempts=attempts, elapsed=round(now - started, 3), waited_for=waited_for, not_ready=reason)
-            raise LlmdError("%s: not ready after %s s and %d attempts: %s" % (transport.target, wait_timeout, attempts, failure.msg),
+            failure.details.update(attempts=attempts, elapsed=round(now - started, 3), waited_for=waited_for, not_ready=reason,
+                                   meaning=not_ready_meaning(reason))
+            raise LlmdError("%s: not ready after %s s and %d attempts; the last answer (%s) was %s, which means %s"
+                            % (transport.target, wait_timeout, attempts, reason, _answer(failure), not_ready_meaning(reason)),
                             hint=_not_ready_hint(reason), **failure.details)
         sleep(delay)
         delay = min(delay * 2, 5.0)
@@ -393,12 +469,23 @@ def _attempt(transport):
         return None, err, err.details.get("not_ready")
 
 
+def _answer(failure):
+    """The last answer of a failed attempt, without the target (the message names it once)."""
+    error = failure.details.get("error")
+    return describe_error(error) if isinstance(error, dict) else failure.msg
+
+
 def _not_ready_hint(reason):
-    if reason in NOT_READY_BODIES:
-        return "the gateway has no Ready model server pod behind it: check the decode pods, their readiness and the InferencePool selector"
     if reason == "connection refused":
-        return "nothing listens at the endpoint: is the gateway Service or port-forward up?"
-    return "the gateway answers but its backends do not: check the model server pods and the routing-proxy sidecar"
+        return "is the gateway Service, LoadBalancer or port-forward up, and does the Service have Ready endpoints?"
+    if reason in ("decode node is not ready", "HTTP 502 with an empty body"):
+        return "read the decode pods' vllm logs: wait for 'Application startup complete', or find why vLLM died"
+    if reason.startswith("HTTP 404"):
+        return "check the HTTPRoute: kubectl get httproute -o yaml (its parents' Accepted and ResolvedRefs conditions)"
+    if reason in NOT_READY_MEANINGS or reason.startswith("connection refused"):
+        return ("check the model server pods: kubectl get pods -l llm-d.ai/role=decode (Ready?), their vllm logs, and "
+                "the InferencePool's selector; raise wait_timeout if they are still loading the model")
+    return "check the model server pods and the routing-proxy sidecar; raise wait_timeout if they are still starting"
 
 
 def _routing(headers):
@@ -471,7 +558,7 @@ def check_inference(transport, params):
         result["timings"].update(ttft_ms=None, itl_mean_ms=None, itl_p50_ms=None, itl_p99_ms=None, coarse=True, note=COARSE_NOTE)
     else:
         result["timings"]["coarse"] = False
-    _check_status(result, params.get("expect_status") or [200])
+    _check_status(result, params.get("expect_status") or [200], result.pop("hint", None))
     if response.status == 200 and problems:
         raise LlmdError("%s: HTTP 200 but the answer is wrong: %s" % (result["target"], "; ".join(problems)),
                         problems=problems, **result)
@@ -496,6 +583,10 @@ def _read_whole(response, api, result, streamed):
                          "itl_mean_ms": None, "itl_p50_ms": None, "itl_p99_ms": None, "total_ms": _ms(ended - response.started)}
     if response.status != 200:
         result["error"] = api_error(response.status, data)
+        reason = not_ready_reason(response.status, data)
+        hint = kubernetes_hint(response.status, data) or (not_ready_meaning(reason) if reason else None)
+        if hint:
+            result["hint"] = hint
         return []
     obj, problem = decode_json(data)
     if problem:
@@ -532,11 +623,11 @@ def _read_stream(response, api, result):
     return stream.finish(response.truncated)
 
 
-def _check_status(result, expected):
+def _check_status(result, expected, hint=None):
     if result["status"] in expected:
         return
     error = result.get("error") or {"status": result["status"]}
-    raise LlmdError("%s: %s" % (result["target"], describe_error(error)), hint=_status_hint(result["status"]),
+    raise LlmdError("%s: %s" % (result["target"], describe_error(error)), hint=hint or _status_hint(result["status"]),
                     **result)
 
 

@@ -12,10 +12,19 @@ short_description: List the models an llm-d endpoint serves, waiting until it is
 version_added: 0.1.0
 description:
   - Sends C(GET /v1/models) to an OpenAI-compatible endpoint (an llm-d gateway, a standalone EPP, a model server).
-  - Waits until the endpoint is ready. Connection refused, HTTP 502, 503 and 504, a 404 that is not an API
-    error (a route not programmed yet), and bodies saying C(no healthy upstream) or C(no endpoints) mean
+  - Waits until the endpoint is ready. The answers of the real stack while no model server is Ready mean
     "not ready yet", and the request is retried with backoff (0.5 s doubling up to 5 s) until O(wait_timeout).
-    Any other failure ends the wait at once.
+    They are the EPP's HTTP 500 that ends in C(no pods available in datastore) (its answer to
+    a C(GET)), C(failed to find candidate pods) and an older EPP's C(InferencePoolResourceExhausted); Envoy's 503
+    C(no healthy upstream); the routing-proxy sidecar's 503 C(The decode node is not ready) or 502 with an empty
+    body; the API server proxy's 503 C(no endpoints available for service) or a pod port refusing; a refused
+    connection (a gateway or port-forward not up, a LoadBalancer or NodePort Service with no endpoints); any
+    other HTTP 502, 503 and 504; a 404 that is not an API error (a route not programmed yet).
+  - When the wait ends, the failure names the last of these answers (RV(not_ready)) and what it means
+    (RV(meaning)).
+  - Any other failure ends the wait at once, among them an HTTP 500 without one of those messages, and an
+    error of the Kubernetes API server about the request itself (a port the Service does not have, C(no service
+    port ... found)).
   - Returns the model ids, the raw model entries, the number of attempts and the time spent.
 author:
   - llmd.verify contributors (@llm-d)
@@ -99,14 +108,16 @@ waited_for:
   returned: always
   type: list
   elements: str
-  sample: ["connection refused", "no healthy upstream"]
+  sample: ["connection refused", "no pods available in datastore"]
 status:
   description: HTTP status of the last answer.
   returned: when an answer came
   type: int
   sample: 200
 headers:
-  description: Response headers that tell where the request went (C(x-inference-pod), C(x-gateway-destination-endpoint), ...).
+  description:
+    - Response headers that tell where the request went (C(x-inference-pod), C(x-gateway-destination-endpoint), ...).
+    - Often empty, which is normal (real vLLM sends none of them); nothing fails on it.
   returned: success
   type: dict
 error:
@@ -115,10 +126,16 @@ error:
   type: dict
   sample: {"status": 503, "message": "no healthy upstream", "type": null, "code": null, "param": null, "body": "no healthy upstream"}
 not_ready:
-  description: Why the endpoint was still not ready when the wait ended.
+  description: Why the endpoint was still not ready when the wait ended (the last "not ready yet" answer).
   returned: failure after waiting
   type: str
-  sample: no healthy upstream
+  sample: no pods available in datastore
+meaning:
+  description: What RV(not_ready) means.
+  returned: failure after waiting
+  type: str
+  sample: "the EPP (endpoint picker) has no Ready model server pod in its datastore: the pods are not Ready yet,
+    or the InferencePool selects none"
 phase:
   description: The phase that failed when no HTTP answer came (V(connect), V(first byte), V(stream)).
   returned: failure without an HTTP answer

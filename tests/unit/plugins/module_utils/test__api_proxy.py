@@ -27,6 +27,17 @@ class ApiServer(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_GET(self):
+        service = json.dumps({"kind": "Service", "apiVersion": "v1", "metadata": {"name": "optimized-baseline-epp"},
+                              "spec": {"ports": [{"name": "grpc-ext-proc", "port": 9002, "appProtocol": "http2"},
+                                                 {"name": "http-metrics", "port": 9090},
+                                                 {"name": "http", "port": 80, "targetPort": 8081}]}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(service)))
+        self.end_headers()
+        self.wfile.write(service)
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         SEEN.append({"path": self.path, "authorization": self.headers.get("Authorization"), "body": body})
@@ -82,7 +93,8 @@ def test_a_streamed_completion_through_the_proxy(api_client):
     result = check_inference(transport, {"api": "completions", "model": "random", "max_tokens": 2, "stream": True,
                                          "prompt": "x"})
     assert result["text"] == "Hi there" and result["routing"] == {"x-inference-pod": "decode-1"}
-    assert SEEN == [{"path": "/api/v1/namespaces/llm-d/services/optimized-baseline-epp:80/proxy/v1/completions",
+    # Port 80 is asked for by its name, which is what the API server proxy matches.
+    assert SEEN == [{"path": "/api/v1/namespaces/llm-d/services/optimized-baseline-epp:http/proxy/v1/completions",
                      "authorization": "Bearer cluster-token",
                      "body": {"model": "random", "max_tokens": 2, "prompt": "x", "stream": True,
                               "stream_options": {"include_usage": True}}}]

@@ -75,7 +75,8 @@ def test_api_error_never_raises(body, status):
 def test_not_ready_reasons():
     assert not_ready_reason(503, b"no healthy upstream") == "no healthy upstream"
     assert not_ready_reason(200, b"upstream connect error: no endpoints") == "no endpoints"
-    assert not_ready_reason(502, b"") == "HTTP 502"
+    assert not_ready_reason(502, b"") == "HTTP 502 with an empty body"  # the old routing sidecar
+    assert not_ready_reason(502, b"bad gateway") == "HTTP 502"
     assert not_ready_reason(404, b"") is not None  # a route not programmed yet
     assert not_ready_reason(404, b'{"kind":"Status","code":404}') is None  # no such Service: a real failure
     assert not_ready_reason(404, b'{"error":{"message":"The model `x` does not exist."}}') is None
@@ -263,7 +264,7 @@ def test_wait_until_ready_with_backoff():
                                (502, b""), (200, MODELS)])
     result = wait_for_models(transport, 30, ["lora"], sleep=clock.sleep, clock=clock)
     assert result["ids"] == ["random", "lora"] and result["attempts"] == 4
-    assert result["waited_for"] == ["connection refused", "no healthy upstream", "HTTP 502"]
+    assert result["waited_for"] == ["connection refused", "no healthy upstream", "HTTP 502 with an empty body"]
     assert result["elapsed"] == 3.5  # 0.5 + 1 + 2
 
 
