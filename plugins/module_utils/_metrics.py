@@ -13,11 +13,11 @@ import fnmatch
 import math
 import traceback
 
-from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import ApiProxyTransport
+from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import ApiProxyTransport, resolve_pod_port
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport, TransportError
+from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import auth_options
-from ansible_collections.llmd.verify.plugins.module_utils._openai import api_error, describe_error
+from ansible_collections.llmd.verify.plugins.module_utils._openai import api_error, describe_error, kubernetes_hint
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -30,6 +30,23 @@ else:
 
 ROLE_LABEL = "llm-d.ai/role"
 DEFAULT_POD_PORT = 8000
+
+# The options of the reads of urls, besides the Kubernetes auth options (which only reach the API server):
+# their own bearer token and TLS, verified by default, as the HTTP checks' options (doc: metrics_info).
+METRICS_URL_ARG_SPEC = dict(
+    metrics_token=dict(type="str", no_log=True),
+    url_validate_certs=dict(type="bool", default=True),
+    url_ca_path=dict(type="path"),
+    url_client_cert=dict(type="path"),
+    url_client_key=dict(type="path", no_log=False),
+)
+
+NEEDS_TOKEN = ("its metrics need a bearer token (the EPP serves them with --metrics-endpoint-auth, on by default in "
+               "llm-d-router)")
+PROXY_DROPS_TOKEN = ("the Kubernetes API server proxy does not pass a token on: forward the port with "
+                     "llmd.verify.port_forward and read it as one of urls with metrics_token")
+TOKEN_HOWTO = ("make a token for a ServiceAccount bound to a ClusterRole that allows get on the nonResourceURL /metrics: "
+               "kubectl create token NAME (see docs/rbac.md)")
 
 
 # ---- parsing and arithmetic: pure, never raise -------------------------------------------------------
@@ -148,30 +165,52 @@ def pod_selector(role=None, label_selectors=None):
     return ",".join(selectors) or None
 
 
-def _scrape(transport, path, names):
-    """{status, metrics, skipped_lines} or {status, error} for one target."""
+def _scrape(transport, path, names, token_sent=False):
+    """{status, metrics, skipped_lines} or {status, error[, hint]} for one target."""
     try:
         response = transport.request("GET", path)
-    except TransportError as err:
-        return {"status": None, "error": err.msg, "phase": err.phase}
+    except LlmdError as err:  # a TransportError, or the target's Service or Pod could not be read
+        return {"status": None, "error": err.msg, "phase": err.details.get("phase")}
     try:
         data = response.read()
-    except TransportError as err:
-        return {"status": response.status, "error": err.msg, "phase": err.phase}
+    except LlmdError as err:
+        return {"status": response.status, "error": err.msg, "phase": err.details.get("phase")}
     finally:
         response.close()
     if response.status != 200:
-        return {"status": response.status, "error": describe_error(api_error(response.status, data))}
+        entry = {"status": response.status, "error": describe_error(api_error(response.status, data))}
+        hint = kubernetes_hint(response.status, data) or _auth_hint(response.status, transport.kind, token_sent)
+        if response.status == 401 and hint:
+            entry["error"] += ": %s" % NEEDS_TOKEN if not token_sent else ": the metrics token was refused"
+        if hint:
+            entry["hint"] = hint
+        return entry
     samples, skipped = parse_metrics(data.decode("utf-8", errors="replace"), names)
     return {"status": 200, "metrics": group_by_name(samples), "skipped_lines": skipped}
+
+
+def _auth_hint(status, kind, token_sent):
+    """What to do about a 401 or 403 of a metrics target (not the API server's own answer), or None."""
+    if status == 401 and kind == "api_proxy":
+        return PROXY_DROPS_TOKEN + "; " + TOKEN_HOWTO
+    if status == 401 and token_sent:
+        return "metrics_token is invalid or expired (a TokenRequest token lasts an hour by default): " + TOKEN_HOWTO
+    if status == 401:
+        return "set metrics_token: " + TOKEN_HOWTO
+    if status == 403 and kind != "api_proxy":
+        return ("the token's identity may not get /metrics: bind it to a ClusterRole with nonResourceURLs [/metrics] "
+                "and verbs [get] (see docs/rbac.md)")
+    return None
 
 
 def read_metrics(params, make_api_client=None):
     """Read every target the options name; fail when any could not be read (the partial result attached).
 
     params: the Kubernetes auth options, namespace, pods, role, label_selectors, port, services, urls, path,
-    names, previous, headers, timeout, scheme. Pods and Services are read through the API server proxy with
-    the ApiClient make_api_client() returns (by default, module_utils._k8s_client's for the auth options).
+    names, previous, headers, timeout, scheme, and for urls metrics_token and the url_* TLS options
+    (certificates are verified unless url_validate_certs is false). Pods and Services are read through the
+    API server proxy with the ApiClient make_api_client() returns (by default, module_utils._k8s_client's for
+    the auth options); their ports are resolved first (module_utils._api_proxy).
     """
     targets = {}
     path, names, timeout = params.get("path") or "/metrics", params.get("names") or [], params.get("timeout") or 30
@@ -185,25 +224,35 @@ def read_metrics(params, make_api_client=None):
             raise LlmdError("no pod in namespace %s matches %s" % (params["namespace"], _describe_selection(params)),
                             hint="check role (decode or prefill) and label_selectors against kubectl get pods --show-labels")
         for pod in pods:
-            name, port = pod["metadata"]["name"], params.get("port") or pod_metrics_port(pod)
-            transport = ApiProxyTransport(api_client, params["namespace"], "pods", name, port,
-                                          params.get("scheme") or "http", timeout, params.get("headers"))
-            entry = {"kind": "pod", "name": name, "namespace": params["namespace"], "port": str(port), "path": path,
+            name = pod["metadata"]["name"]
+            entry = {"kind": "pod", "name": name, "namespace": params["namespace"], "path": path,
                      "role": (pod["metadata"].get("labels") or {}).get(ROLE_LABEL)}
-            entry.update(_scrape(transport, path, names))
+            try:
+                port = resolve_pod_port(pod, params["port"]) if params.get("port") else str(pod_metrics_port(pod))
+            except LlmdError as err:
+                entry.update(port=params["port"], status=None, error=err.msg, hint=err.hint)
+            else:
+                transport = ApiProxyTransport(api_client, params["namespace"], "pods", name, port,
+                                              params.get("scheme") or "http", timeout, params.get("headers"), obj=pod)
+                entry["port"] = port
+                entry.update(_scrape(transport, path, names))
             targets["pod/%s" % name] = entry
     for service in params.get("services") or []:
         name, _sep, port = service.partition(":")
         transport = ApiProxyTransport(api_client, params["namespace"], "services", name, port or None,
-                                      params.get("scheme") or "http", timeout, params.get("headers"))
+                                      params.get("scheme") or "http", timeout, params.get("headers"), prefer="metrics")
         entry = {"kind": "service", "name": name, "namespace": params["namespace"], "port": port or None, "path": path}
         entry.update(_scrape(transport, path, names))
+        entry["port"] = transport.proxy_port or entry["port"]
         targets["service/%s" % service] = entry
+    token = params.get("metrics_token")
     for url in params.get("urls") or []:
-        transport = HttpTransport(url, headers=params.get("headers"), validate_certs=params.get("validate_certs", True),
-                                  ca_path=params.get("ca_path"), timeout=timeout)
+        transport = HttpTransport(url, api_key=token, headers=params.get("headers"),
+                                  validate_certs=params.get("url_validate_certs") is not False,
+                                  ca_path=params.get("url_ca_path"), client_cert=params.get("url_client_cert"),
+                                  client_key=params.get("url_client_key"), timeout=timeout)
         entry = {"kind": "url", "name": url, "path": ""}
-        entry.update(_scrape(transport, "", names))
+        entry.update(_scrape(transport, "", names, token_sent=bool(token)))
         transport.close()
         targets["url/%s" % url] = entry
     if not targets:
@@ -215,8 +264,13 @@ def read_metrics(params, make_api_client=None):
         result["diff"] = diff_targets(before, targets)
     failed = {key: entry["error"] for key, entry in targets.items() if entry.get("error")}
     if failed:
+        hints = []
+        for entry in targets.values():
+            if entry.get("hint") and entry["hint"] not in hints:
+                hints.append(entry["hint"])
         raise LlmdError("could not read the metrics of %s" % "; ".join("%s: %s" % item for item in failed.items()),
-                        hint="for pods check the port (the vllm container's) and RBAC on pods/proxy; for services, services/proxy",
+                        hint="; ".join(hints) or "for pods check the port (the vllm container's) and RBAC on pods/proxy; "
+                                                 "for services, services/proxy",
                         **result)
     return result
 

@@ -47,20 +47,55 @@ options:
     elements: str
   port:
     description:
-      - Port of the pods' metrics. When unset, the port of each pod's C(vllm) container (its C(--port)
-        argument or first declared port), so 8000 on prefill pods and 8200 behind a decode pod's routing-proxy.
+      - Port of the pods' metrics, as a number or a container port name (turned into its number, since the API server
+        does not resolve port names for pods).
+      - When unset, the port of each pod's C(vllm) container (its C(--port) argument or first declared port), so
+        8000 on prefill pods and 8200 behind a decode pod's routing-proxy.
     type: str
   services:
     description:
-      - Read these Services, as V(NAME:PORT), for example V(optimized-baseline-epp:9090).
+      - Read these Services, as V(NAME:PORT) or V(NAME), for example V(optimized-baseline-epp:9090).
+      - The Service is read first and its port resolved as kubectl does; a port given by number becomes the
+        port's name, which the API server proxy matches. Without a port, the Service's only port, else its
+        metrics port (named like C(metrics), or 9090), else its HTTP port; a Service with several ports and none
+        of these fails at once, naming its ports.
+      - The API server proxy does not pass a bearer token on, so metrics that need one (the EPP's, see
+        O(metrics_token)) answer 401 there.
     type: list
     elements: str
   urls:
     description:
-      - Read these URLs directly, for example V(http://127.0.0.1:8000/metrics). TLS is verified with the
-        system's CAs.
+      - Read these URLs directly, for example V(http://127.0.0.1:9090/metrics) through a port-forward.
+      - TLS is verified unless O(url_validate_certs=false), with the system's CAs or O(url_ca_path).
     type: list
     elements: str
+  metrics_token:
+    description:
+      - Bearer token sent with the reads of O(urls) (directly or through a port-forward), for metrics that need
+        one. The EPP of llm-d-router serves its metrics with C(--metrics-endpoint-auth), on by default, and
+        anonymous reads get 401.
+      - Not sent through the API server proxy (O(services), O(pods)), which would not pass it on.
+      - A token of a ServiceAccount bound to a ClusterRole that allows C(get) on the nonResourceURL C(/metrics),
+        made with C(kubectl create token NAME); see C(docs/rbac.md).
+    type: str
+  url_validate_certs:
+    description:
+      - Whether to verify the TLS certificate of an C(https) URL of O(urls).
+      - The Kubernetes option O(validate_certs) is only for the API server.
+    type: bool
+    default: true
+  url_ca_path:
+    description:
+      - PEM file of the CA certificates to verify the O(urls) with, instead of the system's.
+    type: path
+  url_client_cert:
+    description:
+      - PEM client certificate for mutual TLS with the O(urls). It may hold the key too; else set O(url_client_key).
+    type: path
+  url_client_key:
+    description:
+      - PEM private key of O(url_client_cert).
+    type: path
   path:
     description:
       - Path of the metrics on pods and Services.
@@ -85,8 +120,7 @@ options:
     type: dict
   headers:
     description:
-      - Extra HTTP headers for the targets, for example an C(Authorization) header for an EPP whose metrics
-        need one on a URL.
+      - Extra HTTP headers for the targets. For a bearer token use O(metrics_token).
     type: dict
     default: {}
   timeout:
@@ -99,8 +133,11 @@ requirements:
   - requests
   - prometheus-client
 notes:
-  - Reading pods and Services through the API server needs C(get) on C(pods/proxy) and C(services/proxy).
-  - The EPP's metrics need authentication unless llm-d's monitoring values are applied.
+  - Reading pods and Services through the API server needs C(get) on C(pods/proxy) and C(services/proxy), and
+    C(get) on the Services (to resolve their ports).
+  - The EPP's metrics need a bearer token unless llm-d's monitoring values turn C(--metrics-endpoint-auth) off.
+    A 401 says so. Forward its metrics port with M(llmd.verify.port_forward) and read it with O(urls) and
+    O(metrics_token). The model servers' vLLM metrics need no token.
 seealso:
   - module: llmd.verify.inference_check
 """
@@ -130,7 +167,21 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: after.diff.values() | map(attribute='vllm:request_success_total.delta') | sum >= 1
 
-- name: The router's P/D decisions
+- name: The router's metrics need a token (--metrics-endpoint-auth), so forward its metrics port
+  llmd.verify.port_forward:
+    namespace: llm-d
+    service: pd-disaggregation-epp
+    remote_port: "9090"
+    local_port: 0
+  register: epp_metrics
+
+- name: The router's P/D decisions, with a token of a ServiceAccount allowed to get /metrics
+  llmd.verify.metrics_info:
+    urls: ["{{ epp_metrics.endpoint }}/metrics"]
+    metrics_token: "{{ lookup('ansible.builtin.pipe', 'kubectl create token metrics-reader -n llm-d') }}"
+    names: [llm_d_epp_disagg_decision_total]
+
+- name: An EPP with --metrics-endpoint-auth=false, through the API server proxy
   llmd.verify.metrics_info:
     namespace: llm-d
     services: [pd-disaggregation-epp:9090]
@@ -142,7 +193,8 @@ targets:
   description:
     - Per target (V(pod/NAME), V(service/NAME:PORT), V(url/URL)) its C(kind), C(name), C(namespace), C(port),
       C(path), C(role) (pods), C(status) (HTTP), C(metrics) (metric name to a list of C(labels) and C(value)),
-      C(skipped_lines) (lines the parser rejected) or C(error).
+      C(skipped_lines) (lines the parser rejected) or C(error) and C(hint).
+    - C(port) is the port the API server proxy was asked for, once resolved (a Service port's name).
   returned: always
   type: dict
   sample:
@@ -182,6 +234,7 @@ from ansible_collections.llmd.verify.plugins.module_utils._http import HAS_REQUE
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import k8s_auth_argument_spec
 from ansible_collections.llmd.verify.plugins.module_utils._metrics import (
     HAS_PROMETHEUS_CLIENT,
+    METRICS_URL_ARG_SPEC,
     PROMETHEUS_CLIENT_IMPORT_ERROR,
     read_metrics,
 )
@@ -202,6 +255,7 @@ def main():
         previous=dict(type="dict"),
         headers=dict(type="dict", default={}),
         timeout=dict(type="float", default=30),
+        **METRICS_URL_ARG_SPEC
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("role", "label_selectors", "pods", "services", "urls")],
