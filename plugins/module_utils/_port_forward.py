@@ -5,8 +5,10 @@
 
     result = ensure_present(params, check_mode=False, warn=module.warn)   # or ensure_absent(params, ...)
 
-One forward is one daemon process and one state file, named by a digest of what identifies the forward
-(API server, context, namespace, target, remote port, local address and port). The state directory is
+One forward is one daemon process and one state file, named by a digest of its target (API server,
+context, namespace, kind, name, remote port) and its local address and the local port it got. A forward is
+found again by its target, and by its local address and port when they are given: one started with
+local_port 0 is found by the port it got, or by its target alone. The state directory is
 `$XDG_RUNTIME_DIR/llmd_verify/port_forward` or `~/.ansible/llmd_verify/port_forward` (0700, files 0600);
 a state file holds the pid, ports, target and the pod reached now, never a credential. A state file whose
 process is gone is stale and removed whenever the directory is read.
@@ -361,12 +363,25 @@ def _read_message(fd, timeout):
 # --- the module's two states --------------------------------------------------------------------------------------
 
 
-def _identity(params, api_client):
+TARGET_FIELDS = ("cluster", "context", "namespace", "kind", "name", "remote_port")
+
+
+def _target_identity(params, api_client):
+    """What a forward goes to: the fields that identify it, with the local side left out."""
     target = _target(params)
     return {"cluster": api_client.configuration.host, "context": params.get("context"), "namespace": params["namespace"],
-            "kind": target["kind"], "name": target["name"], "remote_port": str(params["remote_port"]),
-            "address": params.get("address") or "127.0.0.1",
-            "local_port": DEFAULT_LOCAL_PORT if params.get("local_port") is None else params["local_port"]}
+            "kind": target["kind"], "name": target["name"], "remote_port": str(params["remote_port"])}
+
+
+def _same_forward(state, target, address=None, local_port=None):
+    """Whether a forward's state is the one meant: the same target, and the same local address and port
+    when they are given (local_port 0, "any free port", matches any)."""
+    key = state.get("key") or {}
+    if any(key.get(field) != target[field] for field in target):
+        return False
+    if address is not None and state.get("address") != address:
+        return False
+    return not local_port or state.get("local_port") == local_port
 
 
 def _target(params):
@@ -398,30 +413,36 @@ def ensure_present(params, check_mode=False, warn=None):
         warn("the forward listens on %s: anyone who can reach that address reaches the pod with your "
              "Kubernetes credentials" % address)
     api_client = get_api_client(params)
-    identity = _identity(params, api_client)
+    target = _target_identity(params, api_client)
     directory = state_dir()
     forwards = live_forwards(directory)
-    path = os.path.join(directory, forward_key(identity) + ".json")
     settings = {name: params[name] for name in SETTINGS}
-    existing = forwards.pop(path, None)
-    if existing is not None:
-        healthy = existing.get("settings") == settings and accepts_connections(existing["address"], existing["local_port"])
-        if healthy:
+    wanted_port = params.get("local_port")
+    same = sorted(((path, state) for path, state in forwards.items()
+                   if _same_forward(state, target, params.get("address"), wanted_port)),
+                  key=lambda item: (item[1].get("address") != address, item[1].get("local_port")))
+    for _path, existing in same:
+        if existing.get("settings") == settings and accepts_connections(existing["address"], existing["local_port"]):
             result = dict(result_of(existing), changed=False)
             if params.get("wait_path") and not check_mode:
                 wait_for_http(existing["endpoint"] + params["wait_path"], params["wait_timeout"])
             return result
+    # A forward to the same target that is unhealthy or has other settings is replaced, on its own port.
+    replaced = same[0] if same else None
+    port = replaced[1]["local_port"] if replaced else (DEFAULT_LOCAL_PORT if wanted_port is None else wanted_port)
     if check_mode:
-        port = identity["local_port"]
         return {"changed": True, "endpoint": endpoint_url(address, port) if port else None, "local_port": port or None,
                 "address": address, "pid": None, "pod": None, "target": _target(params), "namespace": params["namespace"]}
-    if existing is not None:
-        stop_daemon(path, existing)
-    listener = bind_listener(address, identity["local_port"], forwards)
+    if replaced:
+        stop_daemon(*replaced)
+        forwards.pop(replaced[0], None)
+    listener = bind_listener(address, port, forwards)
     port = listener.getsockname()[1]
+    key = dict(target, address=address, local_port=port)
+    path = os.path.join(directory, forward_key(key) + ".json")
     now = time.time()
     state = {
-        "key": identity, "pid": None, "address": address, "local_port": port, "endpoint": endpoint_url(address, port),
+        "key": key, "pid": None, "address": address, "local_port": port, "endpoint": endpoint_url(address, port),
         "namespace": params["namespace"], "target": _target(params), "settings": settings,
         "started_at": _iso(now), "expires_at": _iso(now + params["lifetime"]),
     }
@@ -442,11 +463,11 @@ def ensure_absent(params, check_mode=False):
     if params.get("all"):
         matches = forwards
     else:
-        wanted = _identity(params, get_api_client(params))
-        given = {"cluster", "context", "namespace", "kind", "name"}
-        given |= {k for k in ("remote_port", "address", "local_port") if params.get(k) is not None}
+        target = _target_identity(params, get_api_client(params))
+        if params.get("remote_port") is None:
+            del target["remote_port"]  # any port of the target
         matches = {path: state for path, state in forwards.items()
-                   if all(state.get("key", {}).get(k) == wanted[k] for k in given)}
+                   if _same_forward(state, target, params.get("address"), params.get("local_port"))}
     if not check_mode:
         for path, state in matches.items():
             stop_daemon(path, state)

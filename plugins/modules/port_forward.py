@@ -63,12 +63,18 @@ options:
   local_port:
     description:
       - Local port to listen on. V(0) picks a free port (see RV(local_port)).
-      - When not set, V(8000) for O(state=present) (the port of the llm-d guides); for O(state=absent), any.
+      - A forward is identified by its target (O(namespace), O(service) or O(pod), O(remote_port)), and by its
+        local port when one is given. So O(state=present) finds a running forward to the same target on that
+        port, whatever port it was started with (a forward started with V(0) is found by the port it got), and
+        when the port is not given or V(0), on any port; only when none runs is a new one started, on V(8000)
+        (the port of the llm-d guides) when not given. O(state=absent) stops the forwards to the target on that
+        port, or on any port when not given or V(0).
       - A port held by another process is an error that names that process where it can be found.
     type: int
   address:
     description:
-      - Local address to listen on. When not set, C(127.0.0.1).
+      - Local address to listen on. When not set, C(127.0.0.1) for a new forward, and a running forward to the same
+        target is found whatever its address.
       - Setting an address that is not a loopback address gives a warning, since anyone who can reach it
         reaches the pod with your Kubernetes credentials.
     type: str

@@ -157,3 +157,69 @@ def test_port_in_use_names_our_forward():
                                           ("::1", "http://[::1]:8000"), ("10.1.2.3", "http://10.1.2.3:8000")])
 def test_endpoint_url(address, url):
     assert pf.endpoint_url(address, 8000) == url
+
+
+# --- a forward is found again by its target, and by its local port when one is given -----------------------------
+
+class _Configuration:
+    host = "https://k8s.test:6443"
+
+
+class _Client:
+    configuration = _Configuration()
+
+
+@pytest.fixture
+def fake_daemons(directory, monkeypatch):
+    """start_daemon replaced by a process that holds the bound listener (so the port accepts connections)."""
+    started = []
+
+    def start_daemon(listener, api_client, params, state_path, state):
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=[listener.fileno()])
+        listener.close()
+        started.append(process)
+        state.update(pid=process.pid, start_time=pf.process_start_time(process.pid), pod="gw-0", pod_port=80)
+        pf.write_state(state_path, state)
+        return pf.read_state(state_path)
+
+    monkeypatch.setattr(pf, "start_daemon", start_daemon)
+    monkeypatch.setattr(pf, "get_api_client", lambda params: _Client())
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def _forward(**given):
+    params = {"state": "present", "namespace": "llm-d", "service": "gw", "pod": None, "remote_port": "80",
+              "local_port": None, "address": None, "backend": "python", "kubectl_binary": "kubectl", "reconnect": True,
+              "lifetime": 60, "idle_timeout": 0, "wait_path": None, "wait_timeout": 5, "all": False, "context": None}
+    params.update(given)
+    return params
+
+
+def test_a_forward_started_on_port_0_is_found_again_by_the_port_it_got(fake_daemons):
+    first = pf.ensure_present(_forward(local_port=0))
+    assert first["changed"] and first["local_port"] > 0
+    again = pf.ensure_present(_forward(local_port=first["local_port"]))
+    assert again["changed"] is False and again["pid"] == first["pid"] and len(fake_daemons) == 1
+    assert pf.ensure_present(_forward(local_port=0))["pid"] == first["pid"]  # and by its target alone
+    assert pf.ensure_present(_forward())["pid"] == first["pid"]
+    stopped = pf.ensure_absent(_forward(state="absent", local_port=first["local_port"]))
+    assert stopped["changed"] and [s["pid"] for s in stopped["stopped"]] == [first["pid"]]
+    assert fake_daemons[0].wait(5) is not None
+
+
+def test_two_forwards_to_one_target_on_two_given_ports_are_two(fake_daemons):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    one = pf.ensure_present(_forward(local_port=ports[0]))
+    two = pf.ensure_present(_forward(local_port=ports[1]))
+    assert one["changed"] and two["changed"] and one["pid"] != two["pid"]
+    assert pf.ensure_present(_forward(local_port=ports[1]))["pid"] == two["pid"]
+    other = pf.ensure_absent(_forward(state="absent", service="other"))
+    assert other == {"changed": False, "stopped": []}  # another target: nothing of these
+    assert len(pf.ensure_absent(_forward(state="absent"))["stopped"]) == 2  # the target, any port
