@@ -184,7 +184,14 @@ timings:
   sample: {"first_byte_ms": 1.2, "ttft_ms": 52.4, "itl_mean_ms": 10.1, "itl_p50_ms": 10.0, "itl_p99_ms": 11.3,
            "total_ms": 204.9, "tokens": 16, "tokens_per_second": 78.1, "coarse": false}
 routing:
-  description: The response headers that tell where the request went.
+  description:
+    - The response headers that tell where the request went (C(x-inference-pod), C(x-inference-namespace),
+      C(x-inference-port), C(x-gateway-destination-endpoint)), when something on the way sends them.
+    - Often empty, and that is normal; no check fails on it. Real vLLM sends none of them, the llm-d inference
+      simulator sends C(x-inference-pod) and C(x-inference-port) only when C(POD_NAME) is set (and
+      C(x-inference-namespace) with C(POD_NAMESPACE)), and the routing sidecar does not add them. Where the
+      request went is then told by the EPP's or gateway's response headers if they add any, or not at all (the
+      EPP's logs and the pods' metrics, M(llmd.verify.metrics_info), still tell).
   returned: when an answer came
   type: dict
   sample: {"x-inference-pod": "decode-0", "x-gateway-destination-endpoint": "10.0.0.12:8000", "x-request-id": "a1b2"}

@@ -82,3 +82,14 @@ def test_inference_check_reports_the_flat_error(endpoint, capsys):
 def test_api_proxy_needs_a_target(capsys):
     result = run(inference_check, {"transport": "api_proxy", "namespace": "llm-d"}, capsys)
     assert result["failed"] is True and "service, pod" in result["msg"]
+
+
+def test_no_routing_headers_is_normal(capsys):
+    """Real vLLM sends no x-inference-* headers (the simulator only with POD_NAME set): nothing fails on it."""
+    from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.stub_servers import MODELS, StubServer, completion
+
+    with StubServer(lambda request: MODELS if request["method"] == "GET" else completion()) as server:
+        checked = run(inference_check, {"endpoint": server.url, "max_tokens": 1, "stream": False}, capsys)
+        listed = run(models_info, {"endpoint": server.url}, capsys)
+    assert checked.get("failed") is None and checked["routing"] == {} and checked["text"] == "hi"
+    assert listed.get("failed") is None and listed["headers"] == {}
