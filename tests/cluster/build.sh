@@ -13,7 +13,7 @@ cache=${LLMD_VERIFY_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmd-verify/bin}
 version() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$here/${2:-.}/go.mod"; }
 
 k8s=$(version k8s.io/kubernetes)
-etcd=$(version go.etcd.io/etcd/server/v3)
+etcd=$(version go.etcd.io/etcd/server/v3 etcd)
 k8s_minor=$(echo "$k8s" | cut -d. -f2)
 sim=$(version github.com/llm-d/llm-d-inference-sim llm-d)
 gaie=$(version sigs.k8s.io/gateway-api-inference-extension llm-d)
@@ -22,7 +22,7 @@ targets=(
   "kube-apiserver $k8s k8s.io/kubernetes/cmd/kube-apiserver"
   "kube-controller-manager $k8s k8s.io/kubernetes/cmd/kube-controller-manager"
   "kube-scheduler $k8s k8s.io/kubernetes/cmd/kube-scheduler"
-  "etcd $etcd go.etcd.io/etcd/server/v3"
+  "etcd $etcd go.etcd.io/etcd/server/v3 etcd"
   "llm-d-inference-sim $sim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim llm-d"
   "epp $gaie sigs.k8s.io/gateway-api-inference-extension/cmd/epp llm-d"
 )

@@ -28,21 +28,19 @@ class SandboxError(RuntimeError):
 
 
 def up(scenario: str, directory: str | os.PathLike, *, watch_pid: int | None = None, lifetime: float = 7200,
-       tls: bool = True, timeout: float = UP_TIMEOUT) -> dict:
-    """Starts the supervisor detached and returns state.json once it says it is ready."""
+       timeout: float = UP_TIMEOUT) -> dict:
+    """Starts the daemon detached and returns state.json once it says it is ready."""
     scenarios.load(scenario)  # a bad name fails here, with the list of known ones
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if state_path(directory).exists() and alive(read_state(directory)["pid"]):
         raise SandboxError(f"a sandbox already runs in {directory}; `llmd-sandbox down --dir {directory}` first")
     read_end, write_end = os.pipe()
-    command = [sys.executable, "-m", "llmd_sandbox.supervisor", "--scenario", scenario, "--dir", str(directory),
+    command = [sys.executable, "-m", "llmd_sandbox.daemon", "--scenario", scenario, "--dir", str(directory),
                "--lifetime", str(lifetime), "--ready-fd", str(write_end)]
     if watch_pid:
         command += ["--watch-pid", str(watch_pid)]
-    if not tls:
-        command.append("--no-tls")
-    with open(directory / "supervisor.log", "ab") as log_file:
+    with open(directory / "daemon.log", "ab") as log_file:
         process = subprocess.Popen(command, pass_fds=(write_end,), start_new_session=True,
                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
     os.close(write_end)
@@ -55,7 +53,7 @@ def up(scenario: str, directory: str | os.PathLike, *, watch_pid: int | None = N
                 process.wait(DOWN_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
-        log_tail = (directory / "supervisor.log").read_text(errors="replace")[-2000:]
+        log_tail = (directory / "daemon.log").read_text(errors="replace")[-2000:]
         raise SandboxError(f"sandbox {scenario!r} did not start: {answer or f'no answer in {timeout:.0f} s'}\n"
                            f"{log_tail}")
     return read_state(directory)
@@ -83,7 +81,7 @@ def _api(state: dict, method: str, path: str) -> dict:
     request = urllib.request.Request(state["api_server"] + path, method=method,
                                      headers={"Authorization": f"Bearer {state['tokens']['admin']}",
                                               "Accept": "application/json"})
-    context = ssl.create_default_context(cafile=state["ca_file"]) if state["api_server"].startswith("https") else None
+    context = ssl.create_default_context(cafile=state["ca_file"])
     with urllib.request.urlopen(request, context=context, timeout=10) as answer:
         return json.load(answer)
 
@@ -119,7 +117,7 @@ def _owned_pods(state: dict, pods_path: str, owner_uid: str) -> list[dict]:
 
 
 def _print_up(state: dict) -> None:
-    print(f"sandbox {state['scenario']!r} is up (supervisor pid {state['pid']})")
+    print(f"sandbox {state['scenario']!r} is up (daemon pid {state['pid']})")
     print(f"  export KUBECONFIG={state['kubeconfig']}   # context sandbox, namespace {state['namespace']}")
     print(f"  API server {state['api_server']}" + (f" (CA {state['ca_file']})" if state["ca_file"] else ""))
     for key, address in sorted(state["external"].items()):
@@ -136,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--watch-pid", type=int, default=os.getppid(),
                        help="stop when this process is gone (default: the caller of llmd-sandbox, 0: never)")
     start.add_argument("--lifetime", type=float, default=7200, help="seconds before it stops by itself")
-    start.add_argument("--no-tls", action="store_true", help="plain HTTP for the API server")
     stop = commands.add_parser("down", help="stop a sandbox and everything it started")
     stop.add_argument("--dir", required=True)
     restart = commands.add_parser("restart-pod", help="delete a pod and wait for its Ready replacement")
@@ -149,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         if options.command == "up":
-            _print_up(up(options.scenario, options.dir, watch_pid=options.watch_pid, lifetime=options.lifetime,
-                         tls=not options.no_tls))
+            _print_up(up(options.scenario, options.dir, watch_pid=options.watch_pid, lifetime=options.lifetime))
         elif options.command == "down":
             if not down(options.dir):
                 print(f"no sandbox runs in {options.dir}")

@@ -65,9 +65,9 @@ class Sandbox:
 def llmd_sandbox(tmp_path_factory):
     started: list[Sandbox] = []
 
-    def start(scenario: str, *, tls: bool = True, lifetime: float = 600) -> Sandbox:
+    def start(scenario: str, *, lifetime: float = 600) -> Sandbox:
         directory = tmp_path_factory.mktemp(f"sandbox-{scenario}")
-        cli.up(scenario, directory, watch_pid=os.getpid(), lifetime=lifetime, tls=tls)
+        cli.up(scenario, directory, watch_pid=os.getpid(), lifetime=lifetime)
         sandbox = Sandbox(directory, scenario)
         started.append(sandbox)
         return sandbox

@@ -62,6 +62,8 @@ async def handle(request: web.Request, connect: Connect, *, uid: str = "") -> we
 
 
 def _pod_name(request: web.Request) -> str:
+    if "pod" in request.match_info:  # the kubelet API: /portForward/NS/POD
+        return request.match_info["pod"]
     match = re.search(r"/pods/([^/]+)/portforward", request.path)
     return match.group(1) if match else ""
 
@@ -79,7 +81,8 @@ def _websocket_protocol(request: web.Request) -> str | None:
 
 def _ports(request: web.Request) -> list[int]:
     """`ports` as the API server reads it: repeated and/or comma separated, each 1..65535."""
-    values = request.query.getall("ports", [])
+    # `ports` to the API server, `port` (api.PortHeader) from the API server to the kubelet
+    values = request.query.getall("ports", []) + request.query.getall("port", [])
     if not values:
         raise web.HTTPBadRequest(text='query parameter "port" is required')
     ports = []

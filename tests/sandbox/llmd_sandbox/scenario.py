@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .resources import resource_for
+from .kube import resource_for
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 EXPECT_READY_ANNOTATION = "sandbox.llm-d.ai/expect-ready"  # "false" on a pod template: not Ready after `up`

@@ -36,7 +36,7 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
@@ -84,6 +84,31 @@ class CertificateAuthority:
                 .sign(self.key, hashes.SHA256()))
         return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
 
+    def issue_client(self, common_name: str, organizations: Iterable[str] = ()) -> tuple[bytes, bytes]:
+        """A client certificate (CN = user, O = groups, as the API server and kubelet read them)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations),
+                             x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        cert = (x509.CertificateBuilder()
+                .subject_name(subject).issuer_name(self.cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                               critical=False)
+                .sign(self.key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
+
+    def write_client_files(self, directory: str | os.PathLike, name: str, common_name: str,
+                           organizations: Iterable[str] = ()) -> tuple[Path, Path]:
+        cert_pem, key_pem = self.issue_client(common_name, organizations)
+        cert_path, key_path = Path(directory, f"{name}.crt"), Path(directory, f"{name}.key")
+        cert_path.write_bytes(cert_pem)
+        write_private(key_path, key_pem)
+        return cert_path, key_path
+
     def write_ca(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.write_bytes(self.cert_pem)
@@ -95,7 +120,7 @@ class CertificateAuthority:
         cert_pem, key_pem = self.issue(hosts)
         cert_path, key_path = Path(directory, f"{name}.crt"), Path(directory, f"{name}.key")
         cert_path.write_bytes(cert_pem)
-        _write_private(key_path, key_pem)
+        write_private(key_path, key_pem)
         return cert_path, key_path
 
 

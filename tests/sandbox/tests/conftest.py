@@ -1,3 +1,3 @@
-"""The harness modules' fixtures (`apiserver`, `containers`) for every test here, without importing them by name."""
+"""The harness module's fixture (`containers`) for every test here, without importing them by name."""
 
-pytest_plugins = ("apiserver_harness", "containers_harness")
+pytest_plugins = ("containers_harness",)

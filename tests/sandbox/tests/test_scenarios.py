@@ -9,8 +9,8 @@ import re
 import pytest
 
 from llmd_sandbox import scenario as scenarios
-from llmd_sandbox.kubelet import flag_value, is_vllm
-from llmd_sandbox.resources import resource_for
+from llmd_sandbox.node import flag_value, is_vllm
+from llmd_sandbox.kube import resource_for
 
 NAMES = scenarios.names()
 GATEWAY_SERVICE_REGEX = re.compile(r".*-inference-gateway(-.*)?$")  # the seed's

@@ -113,8 +113,8 @@ async def run(spec: ContainerSpec, stop: asyncio.Event) -> int:
     async with client_session(spec.pod_ip) as session:
         for runner, port in zip(runners, (args.http_port, args.metrics_port)):
             await runner.setup()
-            await web.TCPSite(runner, spec.pod_ip, port).start()
-        grpc = await asyncio.start_server(_accept_and_hold, spec.pod_ip, args.grpc_port)
+            await web.TCPSite(runner, spec.listen_host, port).start()
+        grpc = await asyncio.start_server(_accept_and_hold, spec.listen_host, args.grpc_port)
         logs.zap("info", "runner/runner.go:291", "Starting EPP", pool=f"{args.pool_namespace}/{args.pool_name}",
                  httpPort=args.http_port, grpcPort=args.grpc_port, metricsPort=args.metrics_port)
         poller = asyncio.create_task(poll_forever(refresh, on_error))

@@ -157,7 +157,7 @@ async def run(spec: ContainerSpec, stop: asyncio.Event) -> int:
         for application, port in apps:
             runner = web.AppRunner(application, access_log=None, handle_signals=False)
             await runner.setup()
-            await web.TCPSite(runner, spec.pod_ip, port).start()
+            await web.TCPSite(runner, spec.listen_host, port).start()
             runners.append(runner)
         poller = asyncio.create_task(poll_forever(gateway.refresh, gateway.on_error))
         await stop.wait()

@@ -50,7 +50,7 @@ def parse_args(argv: list) -> argparse.Namespace:
 class RoutingProxy:
     def __init__(self, spec: ContainerSpec, args: argparse.Namespace):
         self.spec, self.args = spec, args
-        self.decoder = f"http://{spec.pod_ip}:{args.vllm_port}"
+        self.decoder = f"http://{'localhost' if spec.netns else spec.pod_ip}:{args.vllm_port}"
         # What Go prints when dialling `localhost:PORT` in the real pod.
         self.dial_error = f"dial tcp [::1]:{args.vllm_port}: connect: connection refused"
         self.session = None
@@ -152,7 +152,7 @@ async def run(spec: ContainerSpec, stop: asyncio.Event) -> int:
     async with client_session(spec.pod_ip) as proxy.session:
         runner = web.AppRunner(proxy.app(), access_log=None, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, spec.pod_ip, int(args.port)).start()
+        await web.TCPSite(runner, spec.listen_host, int(args.port)).start()
         logs.klog("I", "proxy.go:190", "starting", addr=f"[::]:{args.port}", logger="proxy server")
         await stop.wait()
         logs.klog("I", "proxy.go:166", "shutting down", logger="proxy server")

@@ -20,6 +20,13 @@ class ContainerSpec:
     api_server: str = ""
     token: str = ""
     ca_file: str = ""
+    netns: str = ""
+
+    @property
+    def listen_host(self) -> str:
+        """All addresses inside the pod's own network namespace, as real servers listen; the pod IP where the
+        program runs without one (the container tests run several pods' programs on one host)."""
+        return "0.0.0.0" if self.netns else self.pod_ip
 
     @classmethod
     def from_environ(cls) -> "ContainerSpec":

@@ -421,7 +421,7 @@ class ModelServer:
             logs.vllm("INFO", "launcher.py:44", f"Route: {resource.canonical}, Methods: {', '.join(methods)}")
         runner = web.AppRunner(app, access_log_class=UvicornAccessLogger, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, self.spec.pod_ip, args.port).start()
+        await web.TCPSite(runner, self.spec.listen_host, args.port).start()
         logs.uvicorn(f"Started server process [{os.getpid()}]")
         logs.uvicorn("Waiting for application startup.")
         logs.uvicorn("Application startup complete.")

@@ -1,0 +1,396 @@
+"""The sandbox daemon: a real control plane, the node agent, the status controllers and the data plane.
+
+Started detached by `llmd-sandbox up` (python -m llmd_sandbox.daemon ...). It tells `up` it is ready (or why
+not) through an inherited pipe, keeps DIR/state.json current, and stops everything it started on SIGTERM,
+when the watched pid is gone, or when its lifetime runs out. Its children die with it (PR_SET_PDEATHSIG);
+the pod network is removed by it or, if it is killed, by the reaper netns.py started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from . import kubelet_api
+from .cluster import ControlPlane, binaries, kubeconfig, write_secret_file
+from .dataplane import Network
+from .gateways import StatusControllers
+from .kube import (CRDS, DEPLOYMENTS, ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES, POOLS,
+                   POOLS_ALPHA, ROUTES, SERVICES, Cache, Kube, KubeError, resource_for)
+from .netns import PodNetwork
+from .node import NodeAgent, flag_value, is_vllm
+from .scenario import EXPECT_READY_ANNOTATION, Scenario, load
+from .state import alive, state_path, write_state
+from .zygote import Zygote
+
+log = logging.getLogger("llmd_sandbox")
+
+READY_TIMEOUT = 60.0
+WATCH_INTERVAL = 0.25
+STATE_WRITE_INTERVAL = 0.1
+MANAGER = "llmd-sandbox"
+STOP_STEP_TIMEOUT = 8.0
+
+
+class Daemon:
+    def __init__(self, scenario: Scenario, directory: Path):
+        self.scenario, self.directory = scenario, directory
+        self.network = PodNetwork()
+        self.control_plane: ControlPlane | None = None
+        self.zygote = Zygote()
+        self.kubes: list[Kube] = []
+        self.agent: NodeAgent | None = None
+        self.kubelet_runner = None
+        self.cache: Cache | None = None
+        self.data_plane: Network | None = None
+        self.controllers: StatusControllers | None = None
+        self.relay: asyncio.Server | None = None
+        self.state_dirty = True
+
+    def changed(self) -> None:
+        self.state_dirty = True
+        if self.controllers is not None:
+            self.controllers.poke()
+
+    async def _kube(self, role: str) -> Kube:
+        kube = await Kube(self.control_plane.server, self.control_plane.tokens[role],
+                          str(self.control_plane.ca_file)).__aenter__()
+        self.kubes.append(kube)
+        return kube
+
+    # ---- start -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        paths = binaries()
+        zygote_started = asyncio.create_task(self.zygote.start())  # its imports overlap with the rest
+        await asyncio.to_thread(self.network.create)
+        self.control_plane = ControlPlane(self.directory, self.network.node_ip, str(self.network.services),
+                                          str(self.network.pods))
+        await self.control_plane.start(paths)
+        self._write_kubeconfig()
+        # Pods reach the API server at the node's address, as the `kubernetes` Service's endpoint says.
+        self.relay = await asyncio.start_server(self._relay_to_api_server, self.network.node_ip,
+                                                self.control_plane.api_port)
+        admin = await self._kube("admin")
+        crds = asyncio.create_task(self._install_crds(admin, paths["crds"]))
+        try:
+            await self._start_node_and_controllers(zygote_started, crds)
+        finally:
+            crds.cancel()  # done by now, unless starting failed
+        await self._apply_scenario(admin)
+        await self.data_plane.start()
+
+    async def _start_node_and_controllers(self, zygote_started: asyncio.Task, crds: asyncio.Task) -> None:
+        await zygote_started
+        node_kube = await self._kube("node")
+        self.agent = NodeAgent(node_kube, network=self.network, directory=self.directory,
+                               api_port=self.control_plane.api_port, ca_pem=self.control_plane.ca.cert_pem,
+                               zygote=self.zygote, on_change=self.changed,
+                               container_env={"api_server": f"https://{self.network.node_ip}:{self.control_plane.api_port}",
+                                              "token": self.control_plane.tokens["controllers"],
+                                              "ca_file": str(self.control_plane.ca_file)})
+        await self.agent.start()
+        pki = self.control_plane.certs
+        self.kubelet_runner = await kubelet_api.start(self.agent, pki / "kubelet.crt", pki / "kubelet.key",
+                                                      self.control_plane.ca_file)
+        await crds
+        controllers_kube = await self._kube("controllers")
+        self.cache = Cache(controllers_kube, [SERVICES, ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES,
+                                              POOLS, POOLS_ALPHA, INGRESSES, ROUTES])
+        await self.cache.start()
+        self.data_plane = Network(self.cache, node_ip=self.network.node_ip, ca=self.control_plane.ca,
+                                  cert_dir=self.control_plane.certs, on_bound=self.changed)
+        self.controllers = StatusControllers(controllers_kube, self.cache, self.data_plane.address)
+        self.controllers.start()
+
+    async def _relay_to_api_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from .dataplane import _pipe
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.control_plane.api_port)
+        except OSError:
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        finally:
+            writer.close()
+            upstream_writer.close()
+
+    async def _install_crds(self, kube: Kube, crd_dir: str) -> None:
+        """The upstream CRDs (tests/cluster/crds.txt), created and waited for until Established."""
+        names = []
+        for path in sorted(Path(crd_dir).glob("*.yaml")):
+            for crd in yaml.safe_load_all(path.read_text()):
+                if not crd:
+                    continue
+                names.append(crd["metadata"]["name"])
+                try:
+                    await kube.create(crd, CRDS)
+                except KubeError as exc:
+                    if exc.code != 409:
+                        raise
+        deadline = time.monotonic() + 30
+        for name in names:
+            while True:
+                crd = await kube.get(CRDS, None, name)
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"CRD {name} is not Established")
+                await asyncio.sleep(0.05)
+
+    async def _apply_scenario(self, kube: Kube) -> None:
+        objects = self.scenario.objects
+        namespaces = [o for o in objects if o["kind"] == "Namespace"]
+        for obj in namespaces:
+            await kube.create(obj)
+        await self._grant_readonly(kube)
+        # ServiceAccounts, RBAC and ConfigMaps before the workloads that use them, as `kubectl apply` of a
+        # chart's output would order them.
+        first = ("ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "Secret")
+        rest = [o for o in objects if o["kind"] != "Namespace"]
+        for obj in sorted(rest, key=lambda o: o["kind"] not in first):
+            if resource_for(obj["apiVersion"], obj["kind"]) is None:
+                raise RuntimeError(f"the sandbox cannot create {obj['apiVersion']}/{obj['kind']}")
+            await self._create_with_retry(kube, obj)
+
+    async def _create_with_retry(self, kube: Kube, obj: dict) -> None:
+        """Pods of a namespace need its `default` ServiceAccount, which the controller-manager makes just after
+        the namespace: the admission plugin refuses them until then, as on a new cluster."""
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                await kube.create(obj)
+                return
+            except KubeError as exc:
+                if exc.code not in (403, 500) or "serviceaccount" not in exc.message.lower() \
+                        or time.monotonic() > deadline:
+                    raise KubeError(exc.code, exc.reason,
+                                    f"{obj['kind']} {obj['metadata']['name']}: {exc.message}") from None
+                await asyncio.sleep(0.1)
+
+    async def _grant_readonly(self, kube: Kube) -> None:
+        """The `sandbox-readonly` user may read the readonly namespace (ClusterRole view), nothing else."""
+        namespace = self.scenario.readonly_namespace
+        await kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                           "metadata": {"name": "sandbox-readonly-view", "namespace": namespace},
+                           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                         "name": "sandbox-readonly"}]})
+
+    def _write_kubeconfig(self) -> None:
+        tokens = self.control_plane.tokens
+        namespaces = {"admin": self.scenario.namespace, "readonly": self.scenario.readonly_namespace,
+                      "none": self.scenario.namespace}
+        write_secret_file(self.directory / "kubeconfig", kubeconfig(
+            self.control_plane.server, self.control_plane.ca.cert_pem,
+            {role: tokens[role] for role in ("admin", "readonly", "none")}, namespaces, "sandbox"))
+
+    # ---- readiness -------------------------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        admin = self.kubes[0]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            while True:
+                missing = await self._not_ready(admin, http)
+                if not missing:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout:.0f} s: {missing}")
+                await asyncio.sleep(0.1)
+
+    async def _not_ready(self, admin: Kube, http: aiohttp.ClientSession) -> str:
+        for deployment in (await admin.list(DEPLOYMENTS))["items"]:
+            annotations = deployment["spec"]["template"].get("metadata", {}).get("annotations") or {}
+            if annotations.get(EXPECT_READY_ANNOTATION) == "false":
+                continue
+            if (deployment.get("status") or {}).get("readyReplicas", 0) < deployment["spec"].get("replicas", 1):
+                return f"deployment {deployment['metadata']['name']} has no ready pods yet"
+        for key in _wanted_listeners(self.scenario):
+            if key not in self.data_plane.bound_ips:
+                return f"{key} has no address yet"
+        for serving in self.scenario.serving_checks:
+            target = self.data_plane.endpoint(self.scenario.namespace, serving["service"], serving["port"])
+            if target is None:
+                return f"service {serving['service']} has no ready endpoint"
+            try:
+                async with http.get(f"http://{target[0]}:{target[1]}/v1/models",
+                                    timeout=aiohttp.ClientTimeout(total=1)) as answer:
+                    if answer.status not in serving.get("status", [200]):
+                        return f"service {serving['service']} answers /v1/models with {answer.status}"
+            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+                return f"service {serving['service']} does not answer: {exc!r}"
+        return ""
+
+    # ---- state.json ------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        pods = {}
+        for runtime in self.agent.pods.values():
+            vllm = next((c.spec for c in runtime.containers if is_vllm(c.spec)), None)
+            entry = {"ip": runtime.ip, "uid": runtime.uid, "netns": runtime.netns,
+                     "role": runtime.labels.get("llm-d.ai/role", ""),
+                     "containers": {c.name: [p["containerPort"] for p in c.spec.get("ports") or []]
+                                    for c in runtime.containers}}
+            if vllm is not None:
+                args = vllm.get("args") or []
+                entry["ttft_ms"] = float(flag_value(args, "--time-to-first-token") or 0)
+                entry["itl_ms"] = float(flag_value(args, "--inter-token-latency") or 0)
+            pods[runtime.key] = entry
+        cp = self.control_plane
+        listeners = [f"127.0.0.1:{cp.api_port}", f"{self.network.node_ip}:{cp.api_port}"] + [
+            f"{ip}:{port}" for key, ip in self.data_plane.bound_ips.items()
+            for port in _listener_ports(self.cache, key)]
+        tokens = {role: cp.tokens[role] for role in ("admin", "readonly", "none")}
+        return {
+            "pid": os.getpid(), "dir": str(self.directory), "scenario": self.scenario.name,
+            "namespace": self.scenario.namespace, "readonly_namespace": self.scenario.readonly_namespace,
+            "api_server": cp.server, "kubeconfig": str(self.directory / "kubeconfig"), "ca_file": str(cp.ca_file),
+            "tokens": tokens, "node_ip": self.network.node_ip, "pod_cidr": str(self.network.pods),
+            "service_cidr": str(self.network.services), "bridge": self.network.bridge,
+            "external": dict(self.data_plane.bound_ips), "listeners": listeners, "pods": pods,
+            "pod_restarts": self.agent.pod_restarts,
+            "processes": [{"pid": os.getpid(), "role": "daemon"}] + cp.pids() + self.agent.processes()}
+
+    async def keep_state_written(self) -> None:
+        while True:
+            if self.state_dirty:
+                self.state_dirty = False
+                write_state(self.directory, self.state())
+            await asyncio.sleep(STATE_WRITE_INTERVAL)
+
+    # ---- stop ------------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """In the reverse order of start; each step runs even when an earlier one failed or hung."""
+        steps = [("controllers", self.controllers and self.controllers.stop),
+                 ("data plane", self.data_plane and self.data_plane.stop),
+                 ("watch cache", self.cache and self.cache.stop),
+                 ("node agent", self.agent and self.agent.stop),
+                 ("kubelet API", self.kubelet_runner and self.kubelet_runner.cleanup),
+                 ("zygote", self.zygote.stop),
+                 ("API clients", self._close_clients),
+                 ("control plane", self.control_plane and self.control_plane.stop),
+                 ("pod network", lambda: asyncio.to_thread(self.network.destroy))]
+        for name, step in steps:
+            if not step:
+                continue
+            try:
+                await asyncio.wait_for(step(), STOP_STEP_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - stopping goes on whatever one part did
+                log.warning("stopping the %s: %r", name, exc)
+        with contextlib.suppress(FileNotFoundError):
+            state_path(self.directory).unlink()
+
+    async def _close_clients(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
+        for kube in self.kubes:
+            await kube.__aexit__(None, None, None)
+
+
+def _wanted_listeners(scenario: Scenario) -> list[str]:
+    keys = []
+    for obj in scenario.objects:
+        meta = obj["metadata"]
+        if obj["kind"] == "Service" and obj.get("spec", {}).get("type") == "LoadBalancer" \
+                and not obj["spec"].get("loadBalancerClass"):
+            keys.append(f"Service/{meta['namespace']}/{meta['name']}")
+        elif obj["kind"] == "Ingress":
+            keys.append(f"Ingress/{meta['namespace']}/{meta['name']}")
+        elif obj["kind"] == "Route":
+            keys.append("Router/default")
+    return keys
+
+
+def _listener_ports(cache: Cache, key: str) -> list[int]:
+    kind, _sep, rest = key.partition("/")
+    if kind == "NodePort":
+        return [int(rest)]
+    if kind == "Service":
+        namespace, name = rest.split("/")
+        service = cache.get(SERVICES, namespace, name)
+        return [p["port"] for p in (service or {}).get("spec", {}).get("ports") or []]
+    if kind == "Ingress":
+        namespace, name = rest.split("/")
+        ingress = cache.get(INGRESSES, namespace, name) or {"spec": {}}
+        return [80, 443] if ingress["spec"].get("tls") else [80]
+    return [80, 443]
+
+
+async def _until_stopped(watch_pid: int | None, lifetime: float) -> str:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    deadline = time.monotonic() + lifetime
+    while not stop.is_set():
+        if watch_pid and not alive(watch_pid):
+            return f"watched pid {watch_pid} is gone"
+        if time.monotonic() > deadline:
+            return "lifetime is over"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+    return "asked to stop"
+
+
+async def run(options: argparse.Namespace) -> int:
+    ready_pipe = os.fdopen(options.ready_fd, "w") if options.ready_fd is not None else None
+    scenario = load(options.scenario)
+    daemon = Daemon(scenario, Path(options.dir).resolve())
+    state_task = None
+    started = time.monotonic()
+    try:
+        try:
+            await daemon.start()
+            await daemon.wait_ready(READY_TIMEOUT)
+            write_state(daemon.directory, daemon.state())
+        except Exception as exc:  # anything that stops `up` is reported to it, then everything is stopped
+            log.exception("sandbox failed to start")
+            if ready_pipe:
+                ready_pipe.write(f"error: {exc}\n")
+                ready_pipe.close()
+            return 1
+        state_task = asyncio.create_task(daemon.keep_state_written())
+        if ready_pipe:
+            ready_pipe.write("ready\n")
+            ready_pipe.close()
+        log.info("sandbox %s ready in %.1f s: %s", scenario.name, time.monotonic() - started,
+                 daemon.control_plane.server)
+        reason = await _until_stopped(options.watch_pid, options.lifetime)
+        log.info("stopping: %s", reason)
+        return 0
+    finally:
+        if state_task is not None:
+            state_task.cancel()
+            await asyncio.gather(state_task, return_exceptions=True)
+        await daemon.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmd_sandbox.daemon")
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--watch-pid", type=int)
+    parser.add_argument("--lifetime", type=float, default=7200)
+    parser.add_argument("--ready-fd", type=int)
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.info("starting scenario %s in %s", options.scenario, options.dir)
+    return asyncio.run(run(options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
