@@ -5,15 +5,11 @@
 
 The server has a self-signed certificate for 127.0.0.1: nothing trusts it, so a verifying client must fail
 the handshake; with verification turned off (validate_certs, or url_validate_certs for metrics_info, whose
-validate_certs is the Kubernetes API server's) the same read succeeds.
+validate_certs is the Kubernetes API server's) the same read succeeds. The models lookup's test is in tests/unit/plugins/lookup/test_models.py (lookups
+need the controller's ansible.plugins, which module unit tests do not have).
 """
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -72,26 +68,3 @@ def test_inference_check_verifies_tls_by_default(https, capsys):
     assert code == 1 and "TLS failed" in result["msg"]
     code, result = run_module(inference_check, {"endpoint": https, "model": "random", "validate_certs": False}, capsys)
     assert code == 0 and result["text"] == "hi"
-
-
-# The lookup runs in a fresh interpreter: Ansible's collection loader must import the collection itself.
-LOOKUP = """
-import json, sys
-from ansible.plugins.loader import init_plugin_loader, lookup_loader
-init_plugin_loader([sys.argv[1]])
-print(json.dumps(lookup_loader.get("llmd.verify.models").run(json.loads(sys.argv[2]), {}, **json.loads(sys.argv[3]))))
-"""
-COLLECTIONS_ROOT = os.path.dirname(__file__).rsplit(os.sep + "ansible_collections" + os.sep, 1)[0]
-
-
-def lookup(terms, **options):
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p and not os.path.isdir(os.path.join(p, "ansible_collections"))))
-    done = subprocess.run([sys.executable, "-c", LOOKUP, COLLECTIONS_ROOT, json.dumps(terms), json.dumps(options)],
-                          capture_output=True, text=True, timeout=60, check=False, env=env)
-    return json.loads(done.stdout) if done.returncode == 0 else done.stderr
-
-
-def test_the_models_lookup_verifies_tls_by_default(https):
-    assert "TLS failed" in lookup([https])
-    assert lookup([https], validate_certs=False) == ["random"]
