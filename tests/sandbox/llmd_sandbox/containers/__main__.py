@@ -22,6 +22,7 @@ PROGRAMS = (
     ("proxyv2", "gateway"),
     ("envoy", "gateway"),
     ("kgateway", "gateway"),
+    ("llmd-sandbox-echo", "echo"),  # the sandbox's own test server (tests/sandbox/tests)
 )
 
 
