@@ -35,6 +35,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -273,7 +274,7 @@ def find_leftovers(snapshot):
             info["ports"] = []
             left.append(info)
         else:
-            not_ours.append("process %d (%s, not counted): %s" % (pid, owner, command))
+            not_ours.append("process %d (%s, not counted): %s" % (pid, owner, _shorten(command_line(info["argv"]))))
     left_pids = {p["pid"] for p in left}
 
     new_sockets = {inode: address for inode, address in listening_sockets().items() if inode not in set(snapshot["sockets"])}
@@ -327,10 +328,22 @@ def find_leftovers(snapshot):
             "not_ours": not_ours}
 
 
+def command_line(argv):
+    """A command line on one line, quoted as a shell would need it."""
+    return shlex.join(argv).replace("\n", "\\n")
+
+
+def _shorten(text, width=160):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+NOTES_SHOWN = 12
+
+
 def report(found, label):
     lines = []
     for info in found["processes"]:
-        lines.append("  process %d: %s" % (info["pid"], " ".join(info["argv"])))
+        lines.append("  process %d: %s" % (info["pid"], command_line(info["argv"])))
         detail = "parent %d, session %d" % (info["ppid"], info["sid"])
         if info["ports"]:
             detail += ", listening on " + ", ".join(info["ports"])
@@ -344,8 +357,10 @@ def report(found, label):
     text = ""
     if lines:
         text = "LEFTOVERS after %s: %d thing(s) it started are still there\n%s\n" % (label, count(found), "\n".join(lines))
-    if found["not_ours"]:
-        text += "".join("note: new since the snapshot but not %s's: %s\n" % (label, line) for line in found["not_ours"])
+    notes = found["not_ours"]
+    text += "".join("note: new since the snapshot but not %s's: %s\n" % (label, line) for line in notes[:NOTES_SHOWN])
+    if len(notes) > NOTES_SHOWN:
+        text += "note: and %d more of someone else's\n" % (len(notes) - NOTES_SHOWN)
     return text
 
 
