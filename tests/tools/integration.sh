@@ -8,6 +8,8 @@
 # INTEGRATION_ARGS are ansible-test's: targets and selection options (--include, --exclude, --require,
 # --start-at, --changed...) choose the targets; the others go to each target's run. Leftovers are ended once
 # named, so that the next target starts clean (LLMD_VERIFY_KEEP_LEFTOVERS=1 keeps them for a look).
+# A target that runs longer than LLMD_VERIFY_TARGET_TIMEOUT seconds (1800) gets SIGTERM, which its runme.sh's
+# EXIT trap turns into its clean-up, and SIGKILL a minute later; then the check runs as after any other.
 set -euo pipefail
 
 ansible_test=$1 python_version=$2
@@ -47,7 +49,11 @@ for target in "${targets[@]}"; do
   export LLMD_VERIFY_LEFTOVER_RUN
   echo "${LLMD_VERIFY_LEFTOVER_RUN}" > "${collection_root}/leftover-run"
   status=0
-  "${ansible_test}" integration --local --python "${python_version}" --color no "${run_options[@]}" "${target}" || status=$?
+  timeout -k 60 "${LLMD_VERIFY_TARGET_TIMEOUT:-1800}" \
+    "${ansible_test}" integration --local --python "${python_version}" --color no "${run_options[@]}" "${target}" || status=$?
+  if [ "${status}" -eq 124 ] || [ "${status}" -eq 137 ]; then
+    echo "integration target ${target} timed out after ${LLMD_VERIFY_TARGET_TIMEOUT:-1800} s"
+  fi
   python3 "${checker}" check "${snapshot}" --label "integration target ${target}" ${kill_option} || status=$(( status ? status : 1 ))
   if [ "${status}" -ne 0 ]; then
     failed+=("${target}")
