@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .cluster import NODE_NAME, die_with_parent
+from .cluster import NODE_NAME, binaries, die_with_parent
 from .kube import CONFIG_MAPS, LEASES, NODES, PODS, SECRETS, Cache, Kube, KubeError
 from .netns import PodNetwork
 from .tls import write_private
@@ -496,6 +496,9 @@ class NodeAgent:
         self._tasks: set[asyncio.Task] = set()
         self._background: list[asyncio.Task] = []
         self.pod_restarts = 0
+        self.node_uid = ""
+        # the kubelet is of the control plane's version (a kubelet newer than its API server is out of skew)
+        self.kubelet_version = Path(binaries(("kube-apiserver",))["kube-apiserver"]).name.rsplit("-", 1)[1]
 
     async def start(self) -> None:
         self.log_root.mkdir(parents=True, exist_ok=True)
@@ -533,7 +536,7 @@ class NodeAgent:
                                 ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))
             ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                   "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}],
-            "nodeInfo": {"kubeletVersion": "v1.34.4", "kubeProxyVersion": "", "containerRuntimeVersion": "containerd://2.1.4",
+            "nodeInfo": {"kubeletVersion": self.kubelet_version, "kubeProxyVersion": "", "containerRuntimeVersion": "containerd://2.1.4",
                          "operatingSystem": "linux", "architecture": "amd64", "osImage": "llmd-sandbox",
                          "kernelVersion": os.uname().release, "machineID": "", "systemUUID": "", "bootID": ""},
         }
@@ -548,15 +551,18 @@ class NodeAgent:
         except KubeError as exc:
             if exc.code != 409:
                 raise
-        await self.kube.patch(NODES, None, NODE_NAME, {"status": self.node_status()}, subresource="status",
-                              patch_type="strategic")
+        registered = await self.kube.patch(NODES, None, NODE_NAME, {"status": self.node_status()},
+                                           subresource="status", patch_type="strategic")
+        self.node_uid = registered["metadata"]["uid"]
 
     async def _renew_lease(self) -> None:
         lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
         while True:
             now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                     "metadata": {"name": NODE_NAME, "namespace": "kube-node-lease"},
+                     "metadata": {"name": NODE_NAME, "namespace": "kube-node-lease",  # the kubelet's: gone with the Node
+                                  "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": NODE_NAME,
+                                                       "uid": self.node_uid}]},
                      "spec": {"holderIdentity": NODE_NAME, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}}
             try:
                 try:
