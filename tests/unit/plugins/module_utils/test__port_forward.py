@@ -211,11 +211,10 @@ def test_a_forward_started_on_port_0_is_found_again_by_the_port_it_got(fake_daem
 
 
 def test_two_forwards_to_one_target_on_two_given_ports_are_two(fake_daemons):
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
+    with socket.socket() as first, socket.socket() as second:  # two ports that were free a moment ago
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        ports = [first.getsockname()[1], second.getsockname()[1]]
     one = pf.ensure_present(_forward(local_port=ports[0]))
     two = pf.ensure_present(_forward(local_port=ports[1]))
     assert one["changed"] and two["changed"] and one["pid"] != two["pid"]
