@@ -15,7 +15,6 @@ set -euo pipefail
 ansible_test=$1 python_version=$2
 shift 2
 checker="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/check_leftovers.py"
-collection_root=$(cd ../../.. && pwd)  # the test tree's root: ansible-test's ANSIBLE_COLLECTIONS_PATH
 kill_option=--kill
 [ "${LLMD_VERIFY_KEEP_LEFTOVERS:-}" = 1 ] && kill_option=""
 
@@ -40,14 +39,18 @@ mapfile -t targets < <("${ansible_test}" integration --list-targets --color no "
 [ "${#targets[@]}" -gt 0 ] || { echo "no integration target matches: ${all_args[*]}"; exit 1; }
 
 snapshot=$(mktemp "${TMPDIR:-/tmp}/llmd-leftovers.XXXXXX")
-trap 'rm -f "${snapshot}" "${collection_root}/leftover-run"' EXIT
+# The run's marker (`make test` sets it for all it runs, else the first snapshot makes one). ansible-test passes
+# none of our variables to the targets, but it keeps PATH: an empty directory named after the marker, put on PATH,
+# carries it to setup_sandbox/sandbox.sh, which exports it again. One per run, so runs side by side keep theirs.
+LLMD_VERIFY_LEFTOVER_RUN=$(python3 "${checker}" snapshot "${snapshot}")
+export LLMD_VERIFY_LEFTOVER_RUN
+marker_dir="${TMPDIR:-/tmp}/llmd-verify-run.${LLMD_VERIFY_LEFTOVER_RUN}"
+mkdir -p "${marker_dir}"
+export PATH="${marker_dir}:${PATH}"
+trap 'rm -f "${snapshot}"; rmdir "${marker_dir}" 2>/dev/null || true' EXIT
 failed=()
 for target in "${targets[@]}"; do
-  # The marker is the run's: `make test` sets it for everything; this keeps it for the targets (sandbox.sh reads
-  # it from the file, as ansible-test passes no variable of ours through).
-  LLMD_VERIFY_LEFTOVER_RUN=$(python3 "${checker}" snapshot "${snapshot}")
-  export LLMD_VERIFY_LEFTOVER_RUN
-  echo "${LLMD_VERIFY_LEFTOVER_RUN}" > "${collection_root}/leftover-run"
+  python3 "${checker}" snapshot "${snapshot}" >/dev/null
   status=0
   timeout -k 60 "${LLMD_VERIFY_TARGET_TIMEOUT:-1800}" \
     "${ansible_test}" integration --local --python "${python_version}" --color no "${run_options[@]}" "${target}" || status=$?

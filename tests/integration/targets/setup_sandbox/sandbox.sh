@@ -19,15 +19,16 @@ ANSIBLE_PYTHON_INTERPRETER="${ANSIBLE_TEST_PYTHON_INTERPRETER:-$(command -v pyth
 export ANSIBLE_PYTHON_INTERPRETER
 
 # The run marker of tests/tools/check_leftovers.py: ansible-test passes none of our variables through, so
-# `make integration` leaves it beside the test tree (ANSIBLE_COLLECTIONS_PATH); what a target starts carries it.
+# tests/tools/integration.sh puts it on PATH as a directory llmd-verify-run.MARKER; what a target starts carries it.
 if [ -z "${LLMD_VERIFY_LEFTOVER_RUN:-}" ]; then
-  IFS=: read -r -a _collection_paths <<< "${ANSIBLE_COLLECTIONS_PATH:-}"
-  for _base in "${_collection_paths[@]}"; do
-    if [ -s "${_base}/leftover-run" ]; then
-      LLMD_VERIFY_LEFTOVER_RUN=$(cat "${_base}/leftover-run")
-      export LLMD_VERIFY_LEFTOVER_RUN
-      break
-    fi
+  IFS=: read -r -a _path_entries <<< "${PATH}"
+  for _entry in "${_path_entries[@]}"; do
+    case "${_entry}" in
+      */llmd-verify-run.?*)
+        LLMD_VERIFY_LEFTOVER_RUN=${_entry##*/llmd-verify-run.}
+        export LLMD_VERIFY_LEFTOVER_RUN
+        break ;;
+    esac
   done
 fi
 
