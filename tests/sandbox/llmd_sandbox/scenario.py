@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 from .kube import resource_for
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
+COMPONENT_DIR = Path(__file__).with_name("components")
 EXPECT_READY_ANNOTATION = "sandbox.llm-d.ai/expect-ready"  # "false" on a pod template: not Ready after `up`
 
 
@@ -35,6 +37,23 @@ class Scenario:
         return ([self.expect["serving"]] if "serving" in self.expect else []) + self.expect.get("also_serving", [])
 
 
+def _expand(path: Path, item: dict) -> list[dict]:
+    """An object, or `{include: FILE, values: {NAME: value}}`: the manifests of components/FILE (rendered from
+    upstream's charts) with each ${NAME} replaced."""
+    if "include" not in item:
+        return [item]
+    source = COMPONENT_DIR / item["include"]
+    if not source.is_file():
+        raise ScenarioError(f"{path}: no component {item['include']!r} in {COMPONENT_DIR}")
+    text = source.read_text()
+    for name, value in (item.get("values") or {}).items():
+        text = text.replace("${" + name + "}", str(value))
+    if "${" in text:
+        missing = sorted(set(re.findall(r"\$\{([A-Z_]+)\}", text)))
+        raise ScenarioError(f"{path}: {item['include']} needs values for {', '.join(missing)}")
+    return [obj for obj in yaml.safe_load_all(text) if obj]
+
+
 def names() -> list[str]:
     return sorted(path.stem for path in SCENARIO_DIR.glob("*.yaml"))
 
@@ -50,6 +69,7 @@ def load(name: str) -> Scenario:
     for key in ("name", "description", "namespace", "objects"):
         if key not in data:
             raise ScenarioError(f"{path}: missing {key!r}")
+    data["objects"] = [obj for item in data["objects"] for obj in _expand(path, item)]
     if data["name"] != name:
         raise ScenarioError(f"{path}: name {data['name']!r} differs from the file name")
     namespaces = {o["metadata"]["name"] for o in data["objects"] if o.get("kind") == "Namespace"}
