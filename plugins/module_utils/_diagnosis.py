@@ -38,7 +38,8 @@ RULES = (
      "the Kubernetes credentials lack a permission the check needs (see docs/rbac.md)"),
     (lambda s, t, p: "no service port" in t or "unknown port" in t,
      "the Kubernetes API server proxy was asked for a port the Service or pod does not have"),
-    (lambda s, t, p: "no pods available in datastore" in t or "failed to find candidate pods" in t,
+    (lambda s, t, p: "no pods available in datastore" in t or "failed to find candidate pods" in t
+     or "failed to find endpoint candidates" in t,
      "the EPP has no Ready model server pod: decode pods are not Ready (vLLM still loading or crash-looping) or "
      "the InferencePool selects no pods"),
     (lambda s, t, p: "no healthy upstream" in t or "no endpoints" in t,
@@ -59,6 +60,9 @@ RULES = (
     (lambda s, t, p: s == 504 or p in ("first_byte", "stream") and "timed out" in t,
      "a timeout on the way: a Route or HTTPRoute timeout shorter than the request (OpenShift's default is "
      "30 s), or an overloaded model server"),
+    (lambda s, t, p: s == 500 and "empty body" in t,
+     "the gateway answered 500 with an empty body: its ext_proc call to the EPP failed (the EPP pod is down or "
+     "refused its configuration, and the route fails closed); read the EPP's logs"),
     (lambda s, t, p: "<html" in t or "<!doctype" in t,
      "a proxy or load balancer answered with an HTML page instead of the model server"),
     (lambda s, t, p: s is not None and s >= 500,

@@ -179,7 +179,8 @@ def _scrape(transport, path, names, token_sent=False):
         response.close()
     if response.status != 200:
         entry = {"status": response.status, "error": describe_error(api_error(response.status, data))}
-        hint = kubernetes_hint(response.status, data) or _auth_hint(response.status, transport.kind, token_sent)
+        hint = kubernetes_hint(response.status, data) or _auth_hint(response.status, transport.kind, token_sent,
+                                                                   data.decode("utf-8", errors="replace")[:200])
         if response.status == 401 and hint:
             entry["error"] += ": %s" % NEEDS_TOKEN if not token_sent else ": the metrics token was refused"
         if hint:
@@ -189,8 +190,11 @@ def _scrape(transport, path, names, token_sent=False):
     return {"status": 200, "metrics": group_by_name(samples), "skipped_lines": skipped}
 
 
-def _auth_hint(status, kind, token_sent):
-    """What to do about a 401 or 403 of a metrics target (not the API server's own answer), or None."""
+def _auth_hint(status, kind, token_sent, text=""):
+    """What to do about a 401, 403 or failed token check of a metrics target (not the API server's own), or None."""
+    if status == 500 and "authentication failed" in text.lower():
+        return ("the target could not check the token: the EPP's ServiceAccount may not create TokenReviews and "
+                "SubjectAccessReviews; bind it to system:auth-delegator (llm-d's monitoring values do)")
     if status == 401 and kind == "api_proxy":
         return PROXY_DROPS_TOKEN + "; " + TOKEN_HOWTO
     if status == 401 and token_sent:

@@ -49,6 +49,8 @@ NOT_READY_MARKERS = (
     ("no pods available in datastore", "no pods available in datastore",
      "the EPP (endpoint picker) has no Ready model server pod in its datastore: the pods are not Ready yet, or "
      "the InferencePool selects none"),
+    ("failed to find endpoint candidates", "failed to find endpoint candidates",
+     "the EPP found no candidate pod for the request: no model server pod is Ready yet, or none passes its filters"),
     ("failed to find candidate pods", "failed to find candidate pods",
      "the EPP found no candidate pod for the request: no model server pod is Ready yet, or none passes its filters"),
     ("inferencepoolresourceexhausted", "InferencePoolResourceExhausted",
@@ -61,6 +63,9 @@ NOT_READY_MARKERS = (
     ("no endpoints available for service", "no endpoints available for service",
      "the Kubernetes API server proxy found no Ready endpoint of the Service: no Ready pod behind it"),
     ("no endpoints", "no endpoints", "the proxy on the way found no Ready endpoint: no Ready pod behind it"),
+    ("upstream connect error", "upstream connect error",
+     "Envoy could not connect to the model server pod it picked: nothing listens on its port yet (the model server "
+     "is starting, or died while its pod still counts as Ready)"),
 )
 NOT_READY_BODIES = tuple(label for _marker, label, _meaning in NOT_READY_MARKERS)
 NOT_READY_MEANINGS = dict((label, meaning) for _marker, label, meaning in NOT_READY_MARKERS)

@@ -15,8 +15,9 @@ description:
   - Waits until the endpoint is ready. The answers of the real stack while no model server is Ready mean
     "not ready yet", and the request is retried with backoff (0.5 s doubling up to 5 s) until O(wait_timeout).
     They are the EPP's HTTP 500 that ends in C(no pods available in datastore) (its answer to
-    a C(GET)), C(failed to find candidate pods) and an older EPP's C(InferencePoolResourceExhausted); Envoy's 503
-    C(no healthy upstream); the routing-proxy sidecar's 503 C(The decode node is not ready) or 502 with an empty
+    a C(GET)), C(failed to find endpoint candidates) (to a C(POST); C(failed to find candidate pods) in older
+    builds) and an older EPP's C(InferencePoolResourceExhausted); Envoy's 503 C(no healthy upstream) and
+    C(upstream connect error) (a pod counted Ready whose server does not listen yet); the routing-proxy sidecar's 503 C(The decode node is not ready) or 502 with an empty
     body; the API server proxy's 503 C(no endpoints available for service) or a pod port refusing; a refused
     connection (a gateway or port-forward not up, a LoadBalancer or NodePort Service with no endpoints); any
     other HTTP 502, 503 and 504; a 404 that is not an API error (a route not programmed yet).

@@ -24,8 +24,16 @@ import threading
 
 # ---- the real answers ----------------------------------------------------------------------------
 
-EPP_NO_PODS_GET = (500, {"content-type": "text/plain"}, b"inference gateway: Internal - no pods available in datastore")
-EPP_NO_CANDIDATES_POST = (503, {"content-type": "text/plain"}, b"inference error: failed to find candidate pods")
+# Recorded from GAIE's EPP behind the standalone chart's Envoy (tests/sandbox/llmd_sandbox/components/README.md)
+# and, for the older wording, FACTS.md.
+EPP_NO_PODS_GET = (500, {"content-type": "text/plain"}, b"inference error: Internal - no pods available in datastore")
+EPP_NO_PODS_GET_OLDER = (500, {"content-type": "text/plain"}, b"inference gateway: Internal - no pods available in datastore")
+EPP_NO_CANDIDATES_POST = (503, {"content-type": "text/plain"},
+                          b"inference error: ServiceUnavailable - failed to find endpoint candidates for serving the request")
+EPP_NO_CANDIDATES_POST_OLDER = (503, {"content-type": "text/plain"}, b"failed to find candidate pods")
+ENVOY_UPSTREAM_GONE = (503, {"content-type": "text/plain"},
+                       b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure")
+EPP_METRICS_TOKEN_UNCHECKED = (500, {"content-type": "text/plain; charset=utf-8"}, b"Authentication failed\n")
 ENVOY_NO_HEALTHY_UPSTREAM = (503, {"content-type": "text/plain"}, b"no healthy upstream")
 SIDECAR_DECODE_NOT_READY = (503, {"content-type": "application/json"}, json.dumps({
     "object": "error", "message": "The decode node is not ready. Please try again later.", "type": "ServiceUnavailable",

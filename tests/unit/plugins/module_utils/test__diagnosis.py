@@ -53,3 +53,4 @@ def test_causes_of_the_real_stacks_answers():
     assert "EPP has no Ready model server" in likely_cause({"status": 503, "error": {"message": "inference error: failed to find candidate pods"}})
     assert "port the Service or pod does not have" in likely_cause(
         {"status": 503, "error": {"message": 'no service port "" found for service "optimized-baseline-epp"'}})
+    assert "ext_proc call to the EPP failed" in likely_cause({"status": 500, "error": {"message": "empty body"}})

@@ -14,8 +14,11 @@ from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTrans
 from ansible_collections.llmd.verify.plugins.module_utils._openai import not_ready_reason, wait_for_models
 from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.stub_servers import (
     ENVOY_NO_HEALTHY_UPSTREAM,
+    ENVOY_UPSTREAM_GONE,
     EPP_NO_CANDIDATES_POST,
+    EPP_NO_CANDIDATES_POST_OLDER,
     EPP_NO_PODS_GET,
+    EPP_NO_PODS_GET_OLDER,
     MODELS,
     PLAIN_500,
     SIDECAR_DECODE_NOT_READY,
@@ -41,8 +44,11 @@ class FakeClock:
 
 NOT_READY = [
     (EPP_NO_PODS_GET, "no pods available in datastore", "EPP"),
-    (EPP_NO_CANDIDATES_POST, "failed to find candidate pods", "EPP"),
+    (EPP_NO_PODS_GET_OLDER, "no pods available in datastore", "EPP"),
+    (EPP_NO_CANDIDATES_POST, "failed to find endpoint candidates", "EPP"),
+    (EPP_NO_CANDIDATES_POST_OLDER, "failed to find candidate pods", "EPP"),
     (ENVOY_NO_HEALTHY_UPSTREAM, "no healthy upstream", "Envoy"),
+    (ENVOY_UPSTREAM_GONE, "upstream connect error", "Envoy"),
     (SIDECAR_DECODE_NOT_READY, "decode node is not ready", "routing-proxy"),
     (SIDECAR_OLD_EMPTY_502, "HTTP 502 with an empty body", "routing-proxy"),
     (status(503, "ServiceUnavailable", 'no endpoints available for service "optimized-baseline-epp"'),
@@ -50,7 +56,7 @@ NOT_READY = [
 ]
 
 
-@pytest.mark.parametrize("answer, reason, who", NOT_READY, ids=[reason for _a, reason, _w in NOT_READY])
+@pytest.mark.parametrize("answer, reason, who", NOT_READY, ids=[answer[2][:40].decode() for answer, _r, _w in NOT_READY])
 def test_each_not_ready_answer_is_waited_through_then_named_with_its_meaning(answer, reason, who):
     with StubServer(Replies(answer)) as server:
         clock = FakeClock()

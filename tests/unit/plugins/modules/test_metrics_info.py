@@ -58,3 +58,11 @@ def test_metrics_token_is_sent_to_urls(tmp_path, capsys):
         assert code == 1 and "invalid or expired" in result["hint"] and "wrong" not in result["msg"]
         code, result = run_module(metrics_info, {"urls": [server.url + "/metrics"], "metrics_token": "reader-token"}, capsys)
     assert code == 0 and result["targets"]["url/%s/metrics" % server.url]["status"] == 200
+
+
+def test_a_token_the_epp_cannot_check_is_explained(capsys):
+    from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.stub_servers import EPP_METRICS_TOKEN_UNCHECKED
+
+    with StubServer(Replies(EPP_METRICS_TOKEN_UNCHECKED)) as server:
+        code, result = run_module(metrics_info, {"urls": [server.url + "/metrics"], "metrics_token": "a-reader-token"}, capsys)
+    assert code == 1 and "Authentication failed" in result["msg"] and "system:auth-delegator" in result["hint"]
