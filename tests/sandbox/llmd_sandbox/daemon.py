@@ -28,7 +28,7 @@ from .gateways import StatusControllers
 from .kube import (CRDS, DEPLOYMENTS, ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES, POOLS,
                    POOLS_ALPHA, ROUTES, SERVICES, Cache, Kube, KubeError, resource_for)
 from .netns import PodNetwork
-from .node import NodeAgent, flag_value, is_vllm
+from .node import NodeAgent, flag_value, is_vllm, milliseconds
 from .scenario import EXPECT_READY_ANNOTATION, Scenario, load
 from .state import alive, state_path, write_state
 from .zygote import Zygote
@@ -256,8 +256,8 @@ class Daemon:
                                     for c in runtime.containers}}
             if vllm is not None:
                 args = vllm.get("args") or []
-                entry["ttft_ms"] = float(flag_value(args, "--time-to-first-token") or 0)
-                entry["itl_ms"] = float(flag_value(args, "--inter-token-latency") or 0)
+                entry["ttft_ms"] = milliseconds(flag_value(args, "--time-to-first-token"))
+                entry["itl_ms"] = milliseconds(flag_value(args, "--inter-token-latency"))
             pods[runtime.key] = entry
         cp = self.control_plane
         listeners = [f"127.0.0.1:{cp.api_port}", f"{self.network.node_ip}:{cp.api_port}"] + [

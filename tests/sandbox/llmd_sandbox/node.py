@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -98,6 +99,18 @@ def flag_value(args: list, flag: str) -> str | None:
         if str(arg).startswith(flag + "="):
             return str(arg).split("=", 1)[1]
     return None
+
+
+def milliseconds(value: str | None) -> float:
+    """A latency flag's value: Go durations as llm-d-inference-sim v0.10 takes them (`20ms`, `1.5s`), or a
+    bare number of milliseconds (older simulators, the sandbox's vLLM)."""
+    if not value:
+        return 0.0
+    match = re.fullmatch(r"([0-9.]+)(ms|s|us|µs|m)?", value.strip())
+    if not match:
+        return 0.0
+    scale = {None: 1.0, "ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001, "m": 60000.0}[match.group(2)]
+    return float(match.group(1)) * scale
 
 
 def is_vllm(container: dict) -> bool:
