@@ -1,7 +1,7 @@
 """Shared pieces of the tests that run a sandbox: real kubectl (per minor and the dispatcher) with a private
 HOME and discovery cache, background processes ended by a finalizer, waiting, and the `echo` sandbox: the
-`no-gateway` scenario plus a few objects of our own (kubectl apply), served by the `llmd-sandbox-echo`
-container program (llmd_sandbox/containers/echo.py), shared by every test module that only reads it."""
+`echo` scenario (scenarios/echo.yaml), whose pods run the `llmd-sandbox-echo` container program
+(llmd_sandbox/containers/echo.py), shared by every test module that only reads it."""
 
 from __future__ import annotations
 
@@ -29,61 +29,8 @@ TIMEOUT = 30  # seconds, for any single wait
 
 ECHO_IMAGE = "localhost/llmd-sandbox-echo:test"
 HTTP_PORT, ECHO_PORT, REFUSED_PORT = 8080, 9000, 8999
-ECHO_NAMESPACE = "llm-d-no-gateway"  # the no-gateway scenario's namespace (and its readonly one)
+ECHO_NAMESPACE = "sandbox-echo"  # the echo scenario's namespace (and its readonly one)
 
-ECHO_MANIFESTS = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: echo, namespace: {ECHO_NAMESPACE}, labels: {{app: echo}}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: echo}}}}
-  template:
-    metadata: {{labels: {{app: echo}}}}
-    spec:
-      containers:
-      - name: echo
-        image: {ECHO_IMAGE}
-        args: [--http-port, "{HTTP_PORT}", --echo-port, "{ECHO_PORT}", --tick, "0.25"]
-        ports:
-        - {{name: http, containerPort: {HTTP_PORT}}}
-        - {{name: echo, containerPort: {ECHO_PORT}}}
-        readinessProbe: {{httpGet: {{path: /hello, port: http}}, periodSeconds: 1}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: echo, namespace: {ECHO_NAMESPACE}}}
-spec:
-  selector: {{app: echo}}
-  ports:
-  - {{name: http, port: 80, targetPort: http}}
-  - {{name: echo, port: {ECHO_PORT}, targetPort: echo}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: echo-lb, namespace: {ECHO_NAMESPACE}}}
-spec:
-  type: LoadBalancer
-  selector: {{app: echo}}
-  ports:
-  - {{name: http, port: 80, targetPort: http}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: two-containers, namespace: {ECHO_NAMESPACE}}}
-spec:
-  containers:
-  - {{name: first, image: {ECHO_IMAGE}, args: [--http-port, "8081", --tick, "0.25"]}}
-  - {{name: second, image: {ECHO_IMAGE}, args: [--http-port, "8082", --tick, "0.25"]}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: unscheduled, namespace: {ECHO_NAMESPACE}}}
-spec:
-  nodeSelector: {{sandbox.llm-d.ai/no-such-node: "true"}}
-  containers:
-  - {{name: echo, image: {ECHO_IMAGE}, args: [--http-port, "{HTTP_PORT}"]}}
-"""
 
 
 def pattern(size: int) -> bytes:
@@ -234,16 +181,14 @@ def stop_sandbox(sandbox: Sandbox) -> None:
 
 @pytest.fixture(scope="session")
 def echo_sandbox(tmp_path_factory):
-    """no-gateway plus the echo objects, Ready. Tests may add objects of their own (uniquely named) but must
+    """The echo scenario, its bare pods Ready too. Tests may add objects of their own (uniquely named) but must
     not change or delete these."""
-    sandbox = start_sandbox(tmp_path_factory.mktemp("echo-sandbox"), "no-gateway")
+    sandbox = start_sandbox(tmp_path_factory.mktemp("echo-sandbox"), "echo")
     try:
-        kubectl(sandbox, "apply", "-f", "-", input=ECHO_MANIFESTS)
-        kubectl(sandbox, "rollout", "status", "-n", ECHO_NAMESPACE, "deployment/echo", "--timeout=60s", timeout=90)
         kubectl(sandbox, "wait", "-n", ECHO_NAMESPACE, "--for=condition=Ready", "pod/two-containers",
                 "--timeout=60s", timeout=90)
         echo = EchoSandbox(sandbox)
-        wait_until(lambda: "Service/llm-d-no-gateway/echo-lb" in echo.state["external"]
+        wait_until(lambda: f"Service/{ECHO_NAMESPACE}/echo-lb" in echo.state["external"]
                    and len([k for k in echo.state["pods"] if k.split("/")[1].startswith("echo-")]) == 1,
                    what="the echo-lb address and the echo pod in state.json")
         yield echo
