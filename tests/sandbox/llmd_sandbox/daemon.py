@@ -270,7 +270,7 @@ class Daemon:
             "api_server": cp.server, "kubeconfig": str(self.directory / "kubeconfig"), "ca_file": str(cp.ca_file),
             "tokens": tokens, "node_ip": self.network.node_ip, "pod_cidr": str(self.network.pods),
             "service_cidr": str(self.network.services), "bridge": self.network.bridge,
-            "external": dict(self.data_plane.bound_ips), "listeners": listeners, "pods": pods,
+            "external": {**self.data_plane.reserved, **self.data_plane.bound_ips}, "listeners": listeners, "pods": pods,
             "pod_restarts": self.agent.pod_restarts,
             "processes": [{"pid": os.getpid(), "role": "daemon"}] + cp.pids() + self.agent.processes()}
 

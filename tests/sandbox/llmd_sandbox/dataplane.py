@@ -68,6 +68,7 @@ class Network:
                  on_bound: Callable[[], None]):
         self.store, self.node_ip, self.ca, self.cert_dir, self.on_bound = store, node_ip, ca, cert_dir, on_bound
         self.entries: dict[str, dict] = {}  # key -> load-balancer ingress entry ({"ip"} or {"hostname"})
+        self.reserved: dict[str, str] = {}  # load balancer key -> its address, listened on or not
         self.bound_ips: dict[str, str] = {}  # key -> the loopback address it listens on
         self._closers: dict[str, list[Callable[[], Awaitable]]] = {}
         self._dirty = asyncio.Event()
@@ -96,8 +97,12 @@ class Network:
         return self.entries.get(key)
 
     def _on_event(self, event: str, obj: dict) -> None:
-        if obj.get("kind") in ("Service", "Ingress", "Route"):
+        if obj.get("kind") in ("Service", "EndpointSlice", "Ingress", "Route"):
             self._dirty.set()
+
+    def _has_ready_endpoint(self, namespace: str, name: str) -> bool:
+        slices = self.store.list(ENDPOINT_SLICES, namespace, {"kubernetes.io/service-name": name})
+        return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
 
     async def _run(self) -> None:
         while True:
@@ -107,20 +112,32 @@ class Network:
 
     async def reconcile(self) -> None:
         wanted: dict[str, Callable[[], Awaitable[bool]]] = {}
+        changed = False
+        services = {f"Service/{s['metadata']['namespace']}/{s['metadata']['name']}" for s in self.store.list(SERVICES)}
+        for key in [k for k in self.entries if k.startswith("Service/") and k not in services]:
+            del self.entries[key]  # the Service is gone: its address is free again
+            self.reserved.pop(key, None)
+            changed = True
         for service in self.store.list(SERVICES):
             meta, spec = service["metadata"], service["spec"]
-            if spec.get("type") == "LoadBalancer":
-                wanted[f"Service/{meta['namespace']}/{meta['name']}"] = \
-                    lambda s=service: self._bind_load_balancer(s)
+            # kube-proxy REJECTs connections to a Service without a ready endpoint: a refused connection,
+            # so nothing listens then; the load balancer keeps its address.
+            serving = self._has_ready_endpoint(meta["namespace"], meta["name"])
+            if spec.get("type") == "LoadBalancer" and not spec.get("loadBalancerClass"):
+                key = f"Service/{meta['namespace']}/{meta['name']}"
+                if key not in self.entries:
+                    self.entries[key] = {"ip": self._reserve_address(key)}
+                    changed = True
+                if serving:
+                    wanted[key] = lambda s=service: self._bind_load_balancer(s)
             for port in spec.get("ports") or []:
-                if spec.get("type") in ("NodePort", "LoadBalancer") and port.get("nodePort"):
+                if spec.get("type") in ("NodePort", "LoadBalancer") and port.get("nodePort") and serving:
                     wanted[f"NodePort/{port['nodePort']}"] = lambda s=service, p=port: self._bind_node_port(s, p)
         for ingress in self.store.list(INGRESSES):
             meta = ingress["metadata"]
             wanted[f"Ingress/{meta['namespace']}/{meta['name']}"] = lambda i=ingress: self._bind_ingress(i)
         if self.store.list(ROUTES):
             wanted[ROUTER_KEY] = self._bind_router
-        changed = False
         for key in [k for k in self._closers if k not in wanted]:
             await self._unbind(key)
             changed = True
@@ -137,12 +154,13 @@ class Network:
         for close in self._closers.pop(key, []):
             with contextlib.suppress(Exception):
                 await close()
-        self.entries.pop(key, None)
+        if key not in self.reserved:  # a load balancer keeps its address while nothing listens
+            self.entries.pop(key, None)
         self.bound_ips.pop(key, None)
 
     async def _listen_on_free_address(self, key: str, listen: Callable[[str], Awaitable[list]]) -> str:
         """Picks a free 127.0.0.X at random and starts what listens there; `listen(ip)` returns closers."""
-        taken = set(self.bound_ips.values()) | {"127.0.0.1"}
+        taken = set(self.bound_ips.values()) | set(self.reserved.values()) | {"127.0.0.1"}
         candidates = [f"127.0.0.{x}" for x in range(2, 255) if f"127.0.0.{x}" not in taken]
         random.shuffle(candidates)
         for ip in candidates[:40]:
@@ -180,6 +198,21 @@ class Network:
 
     # ---- kube-proxy ------------------------------------------------------------------------------
 
+    def _reserve_address(self, key: str) -> str:
+        """A free 127.0.0.X for a load balancer, kept while its Service exists, listened on or not."""
+        taken = set(self.bound_ips.values()) | set(self.reserved.values()) | {"127.0.0.1"}
+        candidates = [f"127.0.0.{x}" for x in range(2, 255) if f"127.0.0.{x}" not in taken]
+        random.shuffle(candidates)
+        for ip in candidates:
+            with socket.socket() as probe:
+                try:
+                    probe.bind((ip, 0))
+                except OSError:
+                    continue
+            self.reserved[key] = ip
+            return ip
+        raise OSError(f"no free loopback address for {key}")
+
     async def _bind_load_balancer(self, service: dict) -> bool:
         meta, ports = service["metadata"], service["spec"].get("ports") or []
         key = f"Service/{meta['namespace']}/{meta['name']}"
@@ -187,9 +220,9 @@ class Network:
         def handler_for(port_number: int):
             return lambda r, w: self._relay(r, w, meta["namespace"], meta["name"], port_number)
 
-        ip = await self._listen_on_free_address(
-            key, lambda ip: self._tcp_servers(ip, [p["port"] for p in ports], handler_for))
-        self.entries[key] = {"ip": ip}
+        ip = self.entries[key]["ip"]
+        self._closers[key] = await self._tcp_servers(ip, [p["port"] for p in ports], handler_for)
+        self.bound_ips[key] = ip
         return True
 
     async def _bind_node_port(self, service: dict, port: dict) -> bool:
@@ -226,8 +259,8 @@ class Network:
         target = self.endpoint(namespace, service, port)
         upstream_writer = None
         try:
-            if target is None:  # kube-proxy REJECTs connections to a Service without endpoints: a refused
-                writer.transport.abort()  # connection would be truer; an abort (RST) is what userspace can do
+            if target is None:  # the last endpoint went away since reconcile stopped listening: as refused
+                writer.transport.abort()
                 return
             upstream_reader, upstream_writer = await asyncio.wait_for(asyncio.open_connection(*target),
                                                                       CONNECT_TIMEOUT)
