@@ -179,8 +179,8 @@ def _scrape(transport, path, names, token_sent=False):
         response.close()
     if response.status != 200:
         entry = {"status": response.status, "error": describe_error(api_error(response.status, data))}
-        hint = kubernetes_hint(response.status, data) or _auth_hint(response.status, transport.kind, token_sent,
-                                                                   data.decode("utf-8", errors="replace")[:200])
+        text = data.decode("utf-8", errors="replace")[:200]
+        hint = kubernetes_hint(response.status, data) or _auth_hint(response.status, transport.kind, token_sent, text)
         if response.status == 401 and hint:
             entry["error"] += ": %s" % NEEDS_TOKEN if not token_sent else ": the metrics token was refused"
         if hint:

@@ -17,9 +17,10 @@ description:
     They are the EPP's HTTP 500 that ends in C(no pods available in datastore) (its answer to
     a C(GET)), C(failed to find endpoint candidates) (to a C(POST); C(failed to find candidate pods) in older
     builds) and an older EPP's C(InferencePoolResourceExhausted); Envoy's 503 C(no healthy upstream) and
-    C(upstream connect error) (a pod counted Ready whose server does not listen yet); the routing-proxy sidecar's 503 C(The decode node is not ready) or 502 with an empty
-    body; the API server proxy's 503 C(no endpoints available for service) or a pod port refusing; a refused
-    connection (a gateway or port-forward not up, a LoadBalancer or NodePort Service with no endpoints); any
+    C(upstream connect error) (a pod counted Ready whose server does not listen yet); the routing-proxy
+    sidecar's 503 C(The decode node is not ready) or 502 with an empty body; the API server proxy's 503
+    C(no endpoints available for service) or a pod port refusing; a refused connection (a gateway or
+    port-forward not up, a LoadBalancer or NodePort Service with no endpoints); any
     other HTTP 502, 503 and 504; a 404 that is not an API error (a route not programmed yet).
   - When the wait ends, the failure names the last of these answers (RV(not_ready)) and what it means
     (RV(meaning)).
