@@ -54,10 +54,13 @@ $(COLL_DIR):
 	ln -sfn $(ROOT) $(COLL_DIR)
 
 # ansible-test downloads a pip bootstrap script from a host we cannot reach: install a stand-in.
-# shellcheck is needed by the shellcheck sanity test (it skips silently without it).
+# shellcheck is needed by the shellcheck sanity test (it skips silently without it); the sandbox's pod
+# network needs iproute2 (and root); its components are built with Go.
 .cache/host.stamp:
 	mkdir -p .cache
 	command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null; }
+	command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+	command -v go >/dev/null || { echo "Go 1.24+ is needed to build the sandbox's components (go.dev/doc/install)"; exit 1; }
 	touch $@
 
 # The sandbox's real components, built from their Go modules once per machine into ~/.cache/llmd-verify/bin.
