@@ -69,8 +69,8 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     if container is None:
         raise web.HTTPBadRequest(text=f"container {name} is not valid for pod {runtime.name}")
     query = request.query
-    flag = lambda key: query.get(key, "false").lower() in ("true", "1")  # noqa: E731
-    previous, follow, timestamps = flag("previous"), flag("follow"), flag("timestamps")
+    previous, follow, timestamps = (query.get(key, "false").lower() in ("true", "1")
+                                    for key in ("previous", "follow", "timestamps"))
     tail_lines, since_seconds, limit_bytes = _integer(query, "tailLines"), _integer(query, "sinceSeconds"), \
         _integer(query, "limitBytes")
     since = None

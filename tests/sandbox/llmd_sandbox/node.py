@@ -291,8 +291,8 @@ class PodRuntime:
                       "server": self.agent.in_cluster_server,
                       "certificate-authority-data": base64.b64encode(self.agent.ca_pem).decode()}}],
                   "users": [{"name": "pod", "user": {"token": token}}],
-                  "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "pod",
-                                                                   "namespace": self.namespace}}],
+                  "contexts": [{"name": "in-cluster",
+                                "context": {"cluster": "in-cluster", "user": "pod", "namespace": self.namespace}}],
                   "current-context": "in-cluster"}
         path = directory.parent / f".{directory.name}.kubeconfig"
         write_private(path, yaml.safe_dump(config).encode())

@@ -38,7 +38,7 @@ class Scenario:
 
 
 def _expand(path: Path, item: dict) -> list[dict]:
-    """An object, or `{include: FILE, values: {NAME: value}}`: the manifests of components/FILE (rendered from
+    """An object, or `{include: FILE, values: {NAME: value}}`: the manifests of components/FILE (templates rendered from
     upstream's charts) with each ${NAME} replaced."""
     if "include" not in item:
         return [item]
