@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 
@@ -67,7 +66,7 @@ def main():
     except (FileNotFoundError, ValueError):
         print("last build of the binaries: not recorded (binaries were built before this was measured)")
     load = os.getloadavg()[0]
-    print(f"(load average {load:.1f}; nproc {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()})")
+    print(f"(load average {load:.1f}; nproc {os.cpu_count()})")
 
 
 if __name__ == "__main__":

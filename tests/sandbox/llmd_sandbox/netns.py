@@ -45,7 +45,7 @@ def used_networks() -> list[ipaddress.IPv4Network]:
 
 
 def _free_network(first: int, used: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
-    for _ in range(200):
+    for _attempt in range(200):
         candidate = ipaddress.ip_network(f"10.{first}.{random.randint(0, 255)}.0/24")
         if not any(candidate.overlaps(u) for u in used if u.prefixlen > 0):
             return candidate

@@ -605,7 +605,7 @@ class NodeAgent:
         self.node_uid = registered["metadata"]["uid"]
 
     async def _renew_lease(self) -> None:
-        lease_path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+        lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
         while True:
             now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
