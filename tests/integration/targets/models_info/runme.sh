@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# models_info against sandbox scenarios: healthy (direct and through the API server proxy), warming-up
-# (waits, then passes) and no-healthy-upstream (fails with that cause after wait_timeout).
+# models_info against sandbox scenarios: healthy (direct and through the API server proxy), the real EPP
+# with no Ready model server (its 500 is waited through, then named), warming-up (waits, then passes) and
+# no-healthy-upstream (fails with that cause after wait_timeout).
 set -eux
 
 source ../setup_sandbox/sandbox.sh
@@ -22,6 +23,14 @@ run_playbook() {
 (
   sandbox_up sim
   run_playbook healthy.yml "$@"
+)
+(
+  sandbox_only "scales the model servers"
+  sandbox_up optimized-baseline
+  SANDBOX_API_SERVER=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["api_server"])' "${SANDBOX_STATE}")
+  SANDBOX_TOKEN=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["tokens"]["admin"])' "${SANDBOX_STATE}")
+  export SANDBOX_API_SERVER SANDBOX_TOKEN SANDBOX_CA="${SANDBOX_DIR}/ca.crt"
+  ansible-playbook -i localhost, -c local standalone_epp.yml -e "kubeconfig=${KUBECONFIG} namespace=${SANDBOX_NAMESPACE}" "$@"
 )
 (
   sandbox_only "warming-up scenario"
