@@ -203,7 +203,10 @@ class Network:
         taken = set(self.bound_ips.values()) | set(self.reserved.values()) | {"127.0.0.1"}
         candidates = [f"127.0.0.{x}" for x in range(2, 255) if f"127.0.0.{x}" not in taken]
         random.shuffle(candidates)
+        listened_on = _listening_ips()  # another sandbox's load balancer may hold one: binding port 0 works there
         for ip in candidates:
+            if ip in listened_on:
+                continue
             with socket.socket() as probe:
                 try:
                     probe.bind((ip, 0))
@@ -429,6 +432,17 @@ def _ingress_backend(spec: dict, host: str, path: str) -> dict | None:
 
 def _unavailable() -> web.Response:
     return web.Response(status=503, text=ROUTER_UNAVAILABLE, content_type="text/html")
+
+
+def _listening_ips() -> set[str]:
+    """The IPv4 addresses some TCP socket of this network namespace listens on (/proc/net/tcp, state 0A)."""
+    ips = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                ips.add(socket.inet_ntoa(bytes.fromhex(fields[1].split(":")[0])[::-1]))
+    return ips
 
 
 def _server_closer(server: asyncio.Server) -> Callable[[], Awaitable]:
