@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +187,20 @@ def test_sigkill_of_the_daemon_leaves_nothing(tmp_path):
         stop_sandbox(sandbox)
 
 
+def _end_what_runs_in(directory: Path) -> None:
+    """A finalizer for a sandbox started by a shell: whatever runs with `--dir DIRECTORY`, ended by its pid (if
+    the caller died before `up` read its parent, `up` watches init and the sandbox would live on)."""
+    ours = [pid for pid in _parents() if f"--dir {directory}" in _cmdline(pid)]
+    for pid in ours:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in ours) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in ours:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_killing_the_caller_of_up_stops_the_sandbox(tmp_path):
     # `up` watches its caller (here the shell, which then becomes `sleep` under the same pid)
     caller = subprocess.Popen(["sh", "-c", f'"{LLMD_SANDBOX}" up --scenario echo --dir "{tmp_path}" '
@@ -196,9 +211,13 @@ def test_killing_the_caller_of_up_stops_the_sandbox(tmp_path):
         state = json.loads((tmp_path / "state.json").read_text())
         footprint = Footprint.of(state)
         assert_complete(footprint, state)
-    finally:
         caller.kill()
         caller.wait(10)
-    assert_gone(footprint, "everything of a sandbox whose caller was killed")
-    assert "stopping: watched pid" in (tmp_path / "daemon.log").read_text()
-    assert not (tmp_path / "state.json").exists()
+        assert_gone(footprint, "everything of a sandbox whose caller was killed")
+        assert "stopping: watched pid" in (tmp_path / "daemon.log").read_text()
+        assert not (tmp_path / "state.json").exists()
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait(10)
+        _end_what_runs_in(tmp_path)
