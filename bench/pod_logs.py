@@ -35,7 +35,7 @@ DEPLOYMENT = {
         "template": {
             "metadata": {"labels": {"app.kubernetes.io/name": "pod-logs-bench"}},
             "spec": {"containers": [{
-                "name": "vllm", "image": "ghcr.io/llm-d/llm-d-inference-sim:v0.3.0",
+                "name": "vllm", "image": "vllm/vllm-openai:v0.11.2",
                 # Silent after its first startup lines: the log holds only what the benchmark writes.
                 "args": ["--model", "random", "--port", "8000", "--startup-seconds", "86400"]}]},
         },
