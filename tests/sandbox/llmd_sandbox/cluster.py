@@ -83,6 +83,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct free ports: each probe stays bound until all are chosen (one after the other, the kernel can
+    hand out the same port twice, and etcd and the API server then fight over it)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind((host, 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
 def kubeconfig(server: str, ca_pem: bytes, users: dict[str, str], namespaces: dict[str, str],
                current: str) -> str:
     """A kubeconfig with one context per user (token), as YAML."""
@@ -154,8 +164,7 @@ class ControlPlane:
     # ---- processes -------------------------------------------------------------------------------
 
     async def start(self, paths: dict[str, str]) -> None:
-        self.api_port = free_port()
-        etcd_port, peer_port = free_port(), free_port()
+        self.api_port, etcd_port, peer_port = free_ports(3)
         self.write_files()
         (self.directory / "logs").mkdir(exist_ok=True)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
