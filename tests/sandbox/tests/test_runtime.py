@@ -1,9 +1,9 @@
-"""The sandbox runtime: `up`/`down` of every scenario (time, what is left), the supervisor's life, restart-pod,
-and pod status as the official kubernetes client reads it."""
+"""The sandbox runtime: `up`/`down` of every scenario (time, what is left), restart-pod, and the faults of
+the scenarios as the official kubernetes client and curl see them. (What `down`, a killed daemon, a killed
+caller and `--lifetime` leave is test_cleanup.py's; the crashloop pod's status and logs are test_logs.py's.)"""
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +19,9 @@ from llmd_sandbox import scenario as scenarios
 from llmd_sandbox.state import alive, read_state, state_path
 
 LLMD_SANDBOX = shutil.which("llmd-sandbox") or str(Path(os.sys.executable).with_name("llmd-sandbox"))
-UP_BUDGET_SECONDS = 3.0  # on this 2-core machine when it is not shared
+# On this 2-core machine when it is not shared: the real control plane takes 8-12 s to start, pods and all (the
+# old in-process API server took under 3 s; the issue's goal for inference-scheduling is under 10 s).
+UP_BUDGET_SECONDS = 15.0
 
 
 def up_budget() -> float:
@@ -74,7 +76,7 @@ def test_up_is_ready_fast_and_down_leaves_nothing(name, tmp_path):
         kubeconfig = yaml.safe_load((tmp_path / "kubeconfig").read_text())
         assert kubeconfig["current-context"] == "sandbox"
         assert kubeconfig["clusters"][0]["cluster"]["server"] == state["api_server"]
-        assert (tmp_path / "ca.crt").exists() == state["api_server"].startswith("https://")
+        assert state["api_server"].startswith("https://") and (tmp_path / "ca.crt").exists()  # always TLS now
         assert state["scenario"] == name and state["tokens"].keys() == {"admin", "readonly", "none"}
         assert all(alive(process["pid"]) for process in state["processes"])
         assert set(state["listeners"]) <= listening()
@@ -92,42 +94,11 @@ def test_up_is_ready_fast_and_down_leaves_nothing(name, tmp_path):
     assert not state_path(tmp_path).exists()
 
 
-def test_killing_the_caller_of_up_stops_the_sandbox(tmp_path):
-    # `up` watches its caller (here the shell, which then becomes `sleep` under the same pid)
-    caller = subprocess.Popen(["sh", "-c", f'"{LLMD_SANDBOX}" up --scenario no-gateway --dir "{tmp_path}" '
-                                           '>/dev/null && exec sleep 60'])
-    try:
-        state = wait_until(lambda: state_path(tmp_path).exists() and read_state(tmp_path), 60, "sandbox up")
-        wait_until(lambda: b"sleep" in Path(f"/proc/{caller.pid}/cmdline").read_bytes(), 10, "caller sleeps")
-        assert all(alive(p["pid"]) for p in state["processes"])
-    finally:
-        caller.kill()
-        caller.wait(10)
-    wait_until(lambda: not any(alive(p["pid"]) for p in state["processes"]), 15, "every sandbox process gone")
-    assert not set(state["listeners"]) & listening()
-
-
-def test_containers_die_with_a_killed_supervisor(llmd_sandbox):
-    sandbox = llmd_sandbox("no-gateway")
-    processes = sandbox.state["processes"]
-    os.kill(sandbox.state["pid"], signal.SIGKILL)
-    wait_until(lambda: not any(alive(p["pid"]) for p in processes), 10, "containers gone with the supervisor")
-
-
 def test_a_second_up_in_the_same_directory_is_refused(llmd_sandbox):
-    sandbox = llmd_sandbox("no-gateway")
-    result = subprocess.run([LLMD_SANDBOX, "up", "--scenario", "no-gateway", "--dir", str(sandbox.dir)],
+    sandbox = llmd_sandbox("echo")
+    result = subprocess.run([LLMD_SANDBOX, "up", "--scenario", "echo", "--dir", str(sandbox.dir)],
                             check=False, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "already runs" in result.stderr
-
-
-def test_no_tls_serves_the_api_over_http(llmd_sandbox):
-    # kubectl (client-go) sends no bearer token over plain http, so this is for the Python client only
-    sandbox = llmd_sandbox("no-gateway", tls=False)
-    assert sandbox.api_server.startswith("http://") and sandbox.ca_file is None
-    assert not (sandbox.dir / "ca.crt").exists()
-    pods = core_api(sandbox).list_namespaced_pod("llm-d-no-gateway", label_selector="llm-d.ai/role=decode").items
-    assert len(pods) == 2
 
 
 def test_scenarios_command_lists_them_all():
@@ -163,31 +134,6 @@ def test_restart_pod_gives_a_new_pod_that_the_gateway_routes_to(llmd_sandbox):
             break
     assert new in seen and old not in seen
     assert sandbox.state["pod_restarts"] == 1
-
-
-def test_crashloop_pod_status_and_previous_log(llmd_sandbox):
-    sandbox = llmd_sandbox("crashloop")
-    api = core_api(sandbox)
-    name = pods_with_role(sandbox, "decode")[0]
-
-    def crashlooping():
-        pod = api.read_namespaced_pod(name, "llm-d-crashloop")
-        vllm = next(s for s in pod.status.container_statuses if s.name == "vllm")
-        waiting = vllm.state.waiting
-        return pod if vllm.restart_count >= 2 and waiting and waiting.reason == "CrashLoopBackOff" else None
-
-    pod = wait_until(crashlooping, 20, "vllm in CrashLoopBackOff after two restarts", interval=0.1)
-    vllm = next(s for s in pod.status.container_statuses if s.name == "vllm")
-    assert "back-off" in vllm.state.waiting.message and not vllm.ready
-    terminated = vllm.last_state.terminated
-    assert terminated.exit_code == 1 and terminated.reason == "Error"
-    assert terminated.started_at <= terminated.finished_at
-    assert pod.status.phase == "Running"
-    assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "False"
-    proxy = pod.status.init_container_statuses[0]
-    assert proxy.name == "routing-proxy" and proxy.state.running and proxy.restart_count == 0
-    previous = api.read_namespaced_pod_log(name, "llm-d-crashloop", container="vllm", previous=True)
-    assert "torch.OutOfMemoryError: CUDA out of memory" in previous
 
 
 def test_warming_up_then_serving(llmd_sandbox):
