@@ -78,17 +78,25 @@ class Daemon:
         self.control_plane = ControlPlane(self.directory, self.network.node_ip, str(self.network.services),
                                           str(self.network.pods))
         await self.control_plane.start(paths)
+        log.info("control plane ready")
         self._write_kubeconfig()
         # Pods reach the API server at the node's address, as the `kubernetes` Service's endpoint says.
         self.relay = await asyncio.start_server(self._relay_to_api_server, self.network.node_ip,
                                                 self.control_plane.api_port)
         admin = await self._kube("admin")
         crds = asyncio.create_task(self._install_crds(admin, paths["crds"]))
+        # Namespaces first and early: the controller-manager gives each its `default` ServiceAccount,
+        # without which the API server admits no pod there.
+        namespaces = asyncio.create_task(self._create_namespaces(admin))
         try:
             await self._start_node_and_controllers(zygote_started, crds)
+            await namespaces
         finally:
             crds.cancel()  # done by now, unless starting failed
+            namespaces.cancel()
+        log.info("node and controllers up, CRDs established")
         await self._apply_scenario(admin)
+        log.info("scenario applied")
         await self.data_plane.start()
 
     async def _start_node_and_controllers(self, zygote_started: asyncio.Task, crds: asyncio.Task) -> None:
@@ -129,17 +137,18 @@ class Daemon:
 
     async def _install_crds(self, kube: Kube, crd_dir: str) -> None:
         """The upstream CRDs (tests/cluster/crds.txt), created and waited for until Established."""
-        names = []
-        for path in sorted(Path(crd_dir).glob("*.yaml")):
-            for crd in yaml.safe_load_all(path.read_text()):
-                if not crd:
-                    continue
-                names.append(crd["metadata"]["name"])
-                try:
-                    await kube.create(crd, CRDS)
-                except KubeError as exc:
-                    if exc.code != 409:
-                        raise
+        crds = [crd for path in sorted(Path(crd_dir).glob("*.yaml")) for crd in yaml.safe_load_all(path.read_text())
+                if crd]
+        names = [crd["metadata"]["name"] for crd in crds]
+
+        async def create(crd: dict) -> None:
+            try:
+                await kube.create(crd, CRDS)
+            except KubeError as exc:
+                if exc.code != 409:
+                    raise
+
+        await asyncio.gather(*(create(crd) for crd in crds))  # the API server compiles their schemas in parallel
         deadline = time.monotonic() + 30
         for name in names:
             while True:
@@ -151,20 +160,21 @@ class Daemon:
                     raise TimeoutError(f"CRD {name} is not Established")
                 await asyncio.sleep(0.05)
 
+    async def _create_namespaces(self, kube: Kube) -> None:
+        await asyncio.gather(*(kube.create(o) for o in self.scenario.objects if o["kind"] == "Namespace"))
+        await self._grant_readonly(kube)
+
     async def _apply_scenario(self, kube: Kube) -> None:
         objects = self.scenario.objects
-        namespaces = [o for o in objects if o["kind"] == "Namespace"]
-        for obj in namespaces:
-            await kube.create(obj)
-        await self._grant_readonly(kube)
         # ServiceAccounts, RBAC and ConfigMaps before the workloads that use them, as `kubectl apply` of a
         # chart's output would order them.
         first = ("ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "Secret")
         rest = [o for o in objects if o["kind"] != "Namespace"]
-        for obj in sorted(rest, key=lambda o: o["kind"] not in first):
+        for obj in rest:
             if resource_for(obj["apiVersion"], obj["kind"]) is None:
                 raise RuntimeError(f"the sandbox cannot create {obj['apiVersion']}/{obj['kind']}")
-            await self._create_with_retry(kube, obj)
+        for phase in ([o for o in rest if o["kind"] in first], [o for o in rest if o["kind"] not in first]):
+            await asyncio.gather(*(self._create_with_retry(kube, obj) for obj in phase))
 
     async def _create_with_retry(self, kube: Kube, obj: dict) -> None:
         """Pods of a namespace need its `default` ServiceAccount, which the controller-manager makes just after
