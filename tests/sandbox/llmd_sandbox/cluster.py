@@ -87,7 +87,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Distinct free ports: each probe stays bound until all are chosen (one after the other, the kernel can
     hand out the same port twice, and etcd and the API server then fight over it)."""
     with contextlib.ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        probes = [stack.enter_context(socket.socket()) for _port in range(count)]
         for probe in probes:
             probe.bind((host, 0))
         return [probe.getsockname()[1] for probe in probes]
