@@ -399,8 +399,9 @@ def _epp_summary(deployment, pods, services):
         "service": name_of(service) if service else None,
         "service_ports": [{"name": p.get("name"), "port": p.get("port"), "target_port": p.get("targetPort")}
                           for p in (service.get("spec") or {}).get("ports") or []] if service else [],
-        "standalone": bool(envoy is not None and http is not None),
-        "http_port": http.get("port") if http and envoy is not None else None,
+        # Standalone: its Service fronts HTTP (today's chart: Envoy beside the EPP; GAIE's older one: --http-port).
+        "standalone": http is not None,
+        "http_port": http.get("port") if http else None,
         "envoy_container": envoy.get("name") if envoy is not None else None,
         "metrics_auth": auth, "pods": [pod_summary(p) for p in own_pods],
     }
@@ -531,7 +532,7 @@ def build_inventory(raw, namespace, guide=None):
 
 
 def exposure_mode(gateways, epps):
-    """gateway (a Gateway exists), standalone (an EPP Service fronts HTTP through Envoy), or none."""
+    """gateway (a Gateway exists), standalone (an EPP Service has an HTTP port), or none."""
     if gateways:
         return "gateway"
     if any(e["standalone"] for e in epps):

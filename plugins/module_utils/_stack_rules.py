@@ -18,6 +18,7 @@ it. A missing CRD is never a problem of its own; rules name it where it explains
 
 from __future__ import annotations
 
+from ansible_collections.llmd.verify.plugins.module_utils._diagnosis import _status, _text
 from ansible_collections.llmd.verify.plugins.module_utils._endpoint import ROUTE_TIMEOUT_ANNOTATION, check_names
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._stack import (
@@ -88,8 +89,8 @@ def rule_no_entrypoint(inv, opts):
     else:
         why.append("no Gateway in the namespace")
     if epps:
-        why.append("the EPP %s has no HTTP front (no Envoy beside it with an http Service port), so it only serves "
-                   "a gateway's ext-proc calls" % ", ".join(e["name"] for e in epps))
+        why.append("the EPP %s has no HTTP front (its Service has no HTTP port), so it only serves a gateway's "
+                   "ext-proc calls" % ", ".join(e["name"] for e in epps))
     else:
         why.append("no EPP Deployment%s" % (" (for guide %s: %s-epp)" % (inv["guide"], inv["guide"]) if inv["guide"]
                                             else ""))
@@ -415,9 +416,10 @@ def why_not_ready(pod):
             text = " ".join(log).lower()
             oom_killed = last.get("reason") == "OOMKilled"
             cuda_oom = any(marker in text for marker in OOM_MARKERS)
+            telling = [line for line in log if any(marker in line.lower() for marker in OOM_MARKERS)] or log
             why = "container %s is crash-looping (%d restarts, last exit %s %s%s)" % (
                 container["name"], container.get("restarts") or 0, last.get("exit_code"), last.get("reason") or "",
-                "; its previous run ended: %s" % log[-1][-300:] if log else "")
+                "; its previous run said: %s" % telling[-1][:300] if telling else "")
             if oom_killed:
                 hint = ("it was OOMKilled (exit 137): raise the container's memory limit, or lower vLLM's memory use "
                         "(--max-model-len, --max-num-seqs)")
@@ -534,6 +536,50 @@ def find_problems(inventory, opts):
     """Every rule's problems, errors first (the order of the rules otherwise)."""
     found = [p for rule in RULES for p in rule(inventory, opts)]
     return sorted(found, key=lambda p: SEVERITIES.index(p["severity"]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Which problem explains a failed check (for the report; _diagnosis.likely_cause stays the fallback)
+# ---------------------------------------------------------------------------------------------------
+
+NOT_READY_RULES = ("no_decode_pods", "no_ready_decode", "pool_selects_nothing", "pool_target_port_unserved",
+                   "routing_sidecar_port_mismatch", "routing_sidecar_missing", "epp_pool_missing",
+                   "epp_pool_crd_missing", "pool_epp_missing", "no_ready_prefill")
+ROUTING_RULES = ("route_pool_other_group", "route_pool_missing", "route_refs_unresolved", "route_not_accepted",
+                 "route_parent_missing", "route_not_reported")
+UNREACHABLE_RULES = ("no_entrypoint", "gateway_not_accepted", "gateway_no_address", "ingress_no_address",
+                     "route_not_admitted", "gateway_not_programmed")
+# (does the failed check look like this?, the rules whose problems can explain it), first match wins.
+EXPLAINS = (
+    (lambda s, t, p: "no pods available in datastore" in t or "candidate pods" in t or "no healthy upstream" in t
+     or "no endpoints" in t or "decode node is not ready" in t or "failed to connect to vllm" in t
+     or s == 502 and not t.strip(), NOT_READY_RULES),
+    (lambda s, t, p: s == 404 and ("does not exist" in t or "notfounderror" in t), ("model_not_served",)),
+    (lambda s, t, p: "inferencepool" in t and "not found" in t or s == 404, ROUTING_RULES),
+    (lambda s, t, p: s == 504 or "timed out" in t and p in ("first_byte", "stream"), ("route_timeout_short",)),
+    (lambda s, t, p: s == 500, ("epp_not_ready",) + NOT_READY_RULES),
+    (lambda s, t, p: s == 401 and "metrics" in t, ("epp_metrics_need_token",)),
+    (lambda s, t, p: s is not None and s >= 500, NOT_READY_RULES + ("epp_not_ready",)),
+    (lambda s, t, p: p == "connect" or "refused" in t or "timed out" in t or "resolve" in t, UNREACHABLE_RULES),
+)
+
+
+def explaining_problem(result, problems):
+    """The problem (of stack_info's) that explains a failed check's result, or None: "no object explains this".
+
+    result is a check module's result (status, error, phase, msg), as _diagnosis.likely_cause reads it.
+    """
+    if not isinstance(result, dict):
+        return None
+    status, text, phase = _status(result), _text(result), result.get("phase")
+    for matches, candidates in EXPLAINS:
+        if matches(status, text, phase):
+            for rule in candidates:
+                for found in sorted(problems or [], key=lambda p: SEVERITIES.index(p["severity"])):
+                    if found["rule"] == rule and (found["severity"] != "info" or rule == "epp_metrics_need_token"):
+                        return found
+            return None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -111,7 +111,8 @@ RETURN = r"""
 mode:
   description:
     - How requests reach the pools, as the objects say. V(gateway) when a Gateway exists, V(standalone) when an
-      EPP Service fronts HTTP through its Envoy sidecar, V(none) otherwise.
+      EPP Service has an HTTP port (the Envoy sidecar of today's router chart, or the EPP's own C(--http-port)),
+      V(none) otherwise.
   returned: success
   type: str
   sample: standalone
@@ -208,7 +209,7 @@ inventory:
     epp:
       description:
         - Per EPP Deployment, C(replicas), C(ready_replicas), its C(pool) and C(pool_group) (from its flags),
-          C(service) and C(service_ports), C(standalone) and C(http_port) (the Envoy port in front of it),
+          C(service) and C(service_ports), C(standalone) and C(http_port) (its Service's HTTP port), C(envoy_container),
           C(metrics_auth), and its C(pods) (as the pods of RV(inventory.model_servers)).
       type: list
       elements: dict

@@ -44,6 +44,15 @@ def test_optimized_baseline_is_standalone_with_envoy_in_front_of_the_epp():
     assert pod["containers"][0]["sidecar"] is True and pod["ready"] is True
 
 
+def test_an_epp_serving_http_itself_is_standalone_too():
+    def epp_http_itself(r):  # GAIE's older standalone EPP (--http-port), as the pd-disaggregation scenario runs it
+        spec = named(r["deployments"], "optimized-baseline-epp")["spec"]["template"]["spec"]
+        spec["containers"] = [c for c in spec["containers"] if c["name"] == "epp"]
+    inv = inventory("optimized-baseline", epp_http_itself)
+    assert inv["mode"] == "standalone" and inv["epp"][0]["envoy_container"] is None
+    assert inv["epp"][0]["http_port"] == 80
+
+
 def test_sim_gateway_route_and_the_v1alpha2_pool():
     inv = inventory("sim")
     assert inv["mode"] == "gateway"

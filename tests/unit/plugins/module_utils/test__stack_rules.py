@@ -290,7 +290,7 @@ def test_crashloop_names_the_crash_and_cuda_oom_from_the_previous_log():
         previous_log()
     (p,) = [p for p in rules.find_problems(inv, {}) if p["rule"] == "no_ready_decode"]
     assert "crash-looping" in p["message"] and "last exit 1 Error" in p["message"]
-    assert "EngineDeadError" in p["message"]  # the last line of its previous run
+    assert "torch.OutOfMemoryError: CUDA out of memory" in p["message"]  # the telling line of its previous run
     assert "ran out of GPU memory" in p["hint"] and "--gpu-memory-utilization" in p["hint"]
 
 
@@ -406,3 +406,31 @@ def test_stack_info_reads_describes_and_judges():
 def test_stack_info_refuses_a_bad_namespace():
     with pytest.raises(LlmdError):
         rules.stack_info(None, {"namespace": "Not_A_Namespace"}, read=None)
+
+
+# ---- which problem explains a failed check ---------------------------------------------------------------
+
+CRASHLOOP_PROBLEMS = rules.find_problems(inventory("crashloop"), {"model": "Qwen/Qwen3-0.6B"})
+
+
+@pytest.mark.parametrize("result, rule", [
+    ({"status": 503, "error": {"message": "no healthy upstream"}}, "no_ready_decode"),
+    ({"status": 500, "error": {"message": "inference gateway: Internal - no pods available in datastore"}},
+     "no_ready_decode"),
+    ({"status": 502, "error": {"body": ""}}, "no_ready_decode"),
+    ({"status": 404, "error": {"message": "The model `Qwen/Qwen3-0.6B` does not exist.", "type": "NotFoundError"}},
+     "model_not_served"),
+    ({"status": 401, "msg": "reading the EPP's metrics"}, "epp_metrics_need_token"),
+    ({"status": 404, "error": {"message": "404 page not found"}}, None),  # no route problem in this namespace
+    ({"status": 200, "msg": "the answer has no choices"}, None),
+    ("not a result", None),
+])
+def test_explaining_problem(result, rule):
+    found = rules.explaining_problem(result, CRASHLOOP_PROBLEMS)
+    assert (found or {}).get("rule") == rule
+
+
+def test_a_short_route_timeout_explains_a_504():
+    problems = found("sim", mutate=_set_request("10s"))
+    assert rules.explaining_problem({"status": 504}, problems)["rule"] == "route_timeout_short"
+    assert rules.explaining_problem({"phase": "connect", "msg": "connection refused"}, problems) is None
