@@ -30,7 +30,7 @@ INTEGRATION_ARGS ?=
 .PHONY: help setup cluster-binaries sync-test-tree build-check setup-oldest sanity sanity-oldest units units-oldest sandbox-test integration lint test demo bench build clean
 
 help:
-	@echo "make demo   verify playbooks/verify.yml against the sandbox's inference-scheduling scenario"
+	@echo "make demo   verify playbooks/verify.yml against the sandbox's simulated-accelerators scenario"
 	@echo "make test   sanity (newest and oldest ansible-core), units, sandbox, integration, end to end"
 	@echo "make setup | sanity | units | integration | lint | bench | build | clean"
 

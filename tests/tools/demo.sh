@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make demo: start the sandbox's inference-scheduling scenario, verify it with playbooks/verify.yml,
+# make demo: start the sandbox's simulated-accelerators scenario (every component real: the control plane,
+# llm-d-inference-sim, the EPP and Envoy), verify it with playbooks/verify.yml,
 # print the summary and where the report is, and stop the sandbox (also when the play fails).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-scenario=${LLMD_DEMO_SCENARIO:-inference-scheduling}
+scenario=${LLMD_DEMO_SCENARIO:-simulated-accelerators}
 sandbox_dir=$(mktemp -d "${TMPDIR:-/tmp}/llmd-demo.XXXXXX")
 report_dir=${LLMD_DEMO_REPORT_DIR:-$PWD/reports/demo}
 trap 'llmd-sandbox down --dir "${sandbox_dir}" >/dev/null 2>&1 || true; rm -rf "${sandbox_dir}"' EXIT
