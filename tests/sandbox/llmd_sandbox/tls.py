@@ -67,47 +67,37 @@ class CertificateAuthority:
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
+    def _sign(self, subject: x509.Name, usage, extra: list[x509.ExtensionType]) -> tuple[bytes, bytes]:
+        """A new key and a leaf certificate for it signed by this CA: (certificate PEM, private key PEM)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(subject).issuer_name(self.cert.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                                  critical=False))
+        for extension in extra:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), _private_pem(key)
+
     def issue(self, hosts: Iterable[str]) -> tuple[bytes, bytes]:
         """A server certificate for these IPs and DNS names: (certificate PEM, private key PEM)."""
         hosts = list(dict.fromkeys(hosts))
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder()
-                .subject_name(_name(hosts[0])).issuer_name(self.cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
-                .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                               critical=False)
-                .sign(self.key, hashes.SHA256()))
-        return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
+        return self._sign(_name(hosts[0]), ExtendedKeyUsageOID.SERVER_AUTH,
+                          [x509.SubjectAlternativeName([_san(h) for h in hosts])])
 
     def issue_client(self, common_name: str, organizations: Iterable[str] = ()) -> tuple[bytes, bytes]:
         """A client certificate (CN = user, O = groups, as the API server and kubelet read them)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
         subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations),
                              x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        cert = (x509.CertificateBuilder()
-                .subject_name(subject).issuer_name(self.cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                               critical=False)
-                .sign(self.key, hashes.SHA256()))
-        return cert.public_bytes(serialization.Encoding.PEM), _private_pem(key)
+        return self._sign(subject, ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
     def write_client_files(self, directory: str | os.PathLike, name: str, common_name: str,
                            organizations: Iterable[str] = ()) -> tuple[Path, Path]:
-        cert_pem, key_pem = self.issue_client(common_name, organizations)
-        cert_path, key_path = Path(directory, f"{name}.crt"), Path(directory, f"{name}.key")
-        cert_path.write_bytes(cert_pem)
-        write_private(key_path, key_pem)
-        return cert_path, key_path
+        return _write_pair(directory, name, self.issue_client(common_name, organizations))
 
     def write_ca(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -117,11 +107,14 @@ class CertificateAuthority:
     def write_server_files(self, directory: str | os.PathLike, name: str,
                            hosts: Iterable[str]) -> tuple[Path, Path]:
         """Writes DIR/<name>.crt and DIR/<name>.key (0600) for these hosts."""
-        cert_pem, key_pem = self.issue(hosts)
-        cert_path, key_path = Path(directory, f"{name}.crt"), Path(directory, f"{name}.key")
-        cert_path.write_bytes(cert_pem)
-        write_private(key_path, key_pem)
-        return cert_path, key_path
+        return _write_pair(directory, name, self.issue(hosts))
+
+
+def _write_pair(directory: str | os.PathLike, name: str, pair: tuple[bytes, bytes]) -> tuple[Path, Path]:
+    cert_path, key_path = Path(directory, f"{name}.crt"), Path(directory, f"{name}.key")
+    cert_path.write_bytes(pair[0])
+    write_private(key_path, pair[1])
+    return cert_path, key_path
 
 
 def server_ssl_context(cert_path: str | os.PathLike, key_path: str | os.PathLike) -> ssl.SSLContext:
