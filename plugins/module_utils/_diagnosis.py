@@ -36,6 +36,12 @@ RULES = (
      "the token is missing or not the one meant"),
     (lambda s, t, p: "forbidden" in t or s == 403 and "kubernetes" in t,
      "the Kubernetes credentials lack a permission the check needs (see docs/rbac.md)"),
+    (lambda s, t, p: "cannot reach the kubernetes api server" in t and ("certificate" in t or "ssl" in t),
+     "the Kubernetes API server's TLS certificate was not accepted: check the kubeconfig's certificate-authority "
+     "(ca_cert) and validate_certs"),
+    (lambda s, t, p: "cannot reach the kubernetes api server" in t,
+     "the cluster's Kubernetes API server does not answer: the cluster is down, or the kubeconfig or its context "
+     "points at the wrong address"),
     (lambda s, t, p: "no service port" in t or "unknown port" in t,
      "the Kubernetes API server proxy was asked for a port the Service or pod does not have"),
     (lambda s, t, p: "no pods available in datastore" in t or "failed to find candidate pods" in t

@@ -11,11 +11,42 @@ Pure functions: the module writes the files.
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 from ansible_collections.llmd.verify.plugins.module_utils._diagnosis import likely_cause
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 
 STATUSES = ("passed", "failed", "skipped")
+# per_cluster: each cluster writes into <dest>/<cluster>/; flat: into <dest> itself, for a run of one cluster.
+LAYOUTS = ("per_cluster", "flat")
+# The files of the summary across clusters, by format; they sit beside the clusters' directories.
+SUMMARY_FILES = {"json": "summary.json", "junit": "junit.xml", "markdown": "summary.md"}
+
+
+def report_dir(dest, cluster, layout="per_cluster", clusters=None):
+    """The directory a cluster's report goes into, refusing any layout where two clusters share one.
+
+    ``clusters`` are every cluster of the run (a play's hosts); with the flat layout there may be only one.
+    """
+    if layout not in LAYOUTS:
+        raise LlmdError("unknown report layout %r" % layout, hint="use one of %s" % ", ".join(LAYOUTS))
+    if layout == "flat":
+        others = sorted(set(clusters or []) - set([cluster]))
+        if others:
+            every = sorted(set(others) | set([cluster]))
+            raise LlmdError(
+                "layout=flat writes the report of %s straight into %s, but this run verifies %d clusters (%s): "
+                "their reports would overwrite each other" % (cluster, dest, len(every), ", ".join(every)),
+                hint="leave the layout at per_cluster (llmd_report_layout in the roles), which writes each "
+                     "cluster's report into %s, or verify one cluster (--limit)" % os.path.join(dest, "<cluster>"))
+        return dest
+    if (not cluster or cluster in (".", "..") or cluster in SUMMARY_FILES.values()
+            or "/" in cluster or "\\" in cluster or "\0" in cluster):
+        raise LlmdError("the cluster name %r cannot name a directory of its own under %s" % (cluster, dest),
+                        hint="name the inventory host without '/' or '\\', and not '.', '..' or the name of "
+                             "a summary file (%s)" % ", ".join(sorted(SUMMARY_FILES.values())))
+    return os.path.join(dest, cluster)
 
 
 def normalize_checks(checks):
@@ -73,19 +104,22 @@ def render_json(run):
     return json.dumps(run, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def render_junit(run):
-    """JUnit XML as CI systems read it: one testsuite per cluster, one testcase per check."""
-    counts = run["counts"]
-    suite_name = "llmd.verify %s" % run["cluster"] if run["cluster"] else "llmd.verify"
-    totals = {
-        "name": suite_name,
+def _junit_totals(name, counts, seconds):
+    return {
+        "name": name,
         "tests": str(counts["total"]),
         "failures": str(counts["failed"]),
         "errors": "0",
-        "time": "%.3f" % run["time"],
+        "time": "%.3f" % seconds,
     }
+
+
+def add_junit_suite(root, run):
+    """Append the testsuite of one run (one cluster) to a testsuites element: one testcase per check."""
+    counts = run["counts"]
+    suite_name = "llmd.verify %s" % run["cluster"] if run["cluster"] else "llmd.verify"
+    totals = _junit_totals(suite_name, counts, run["time"])
     # Jenkins' junit-10.xsd allows `skipped` on testsuite but not on testsuites.
-    root = ET.Element("testsuites", totals)
     suite = ET.SubElement(root, "testsuite", dict(totals, skipped=str(counts["skipped"]), timestamp=run["timestamp"],
                                                   hostname=run["cluster"] or "localhost"))
     properties = ET.SubElement(suite, "properties")
@@ -105,8 +139,22 @@ def render_junit(run):
             ET.SubElement(case, "skipped", {"message": check["message"] or "skipped"})
         elif check["message"]:
             ET.SubElement(case, "system-out").text = check["message"]
+    return suite
+
+
+def render_junit_runs(name, runs):
+    """JUnit XML of several runs: one testsuite per cluster under one testsuites, totals summed."""
+    counts = dict((key, sum(run["counts"][key] for run in runs)) for key in STATUSES + ("total",))
+    root = ET.Element("testsuites", _junit_totals(name, counts, sum(run["time"] for run in runs)))
+    for run in runs:
+        add_junit_suite(root, run)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_junit(run):
+    """JUnit XML as CI systems read it: one testsuite per cluster, one testcase per check."""
+    return render_junit_runs("llmd.verify %s" % run["cluster"] if run["cluster"] else "llmd.verify", [run])
 
 
 def _details_text(check):

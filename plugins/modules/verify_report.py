@@ -12,8 +12,10 @@ short_description: Write the report of an llm-d verification as JSON, JUnit XML 
 version_added: 0.1.0
 description:
   - Writes the results of a verification run (the endpoint, the served models and every check with its
-    result, timing and likely cause) into a directory, as C(report.json), C(junit.xml) (one test case per
-    check, readable by CI systems) and C(report.md).
+    result, timing and likely cause) into a directory of the cluster's own, as C(report.json), C(junit.xml)
+    (one test case per check, readable by CI systems) and C(report.md).
+  - Each cluster writes under O(dest)C(/<cluster>/), so that clusters verified in one run never write into
+    the same file; M(llmd.verify.verify_summary) then sums them up beside those directories.
   - Returns the same run and a short summary to print at the end of a play.
   - Writing the report never fails because a check failed; the caller decides what a failed check means.
 author:
@@ -29,9 +31,25 @@ attributes:
 options:
   dest:
     description:
-      - Directory to write the report files into. It is created (mode C(0755)) when missing.
+      - Base directory of the reports. With O(layout=per_cluster) the files go into O(dest)C(/)O(cluster)C(/),
+        with O(layout=flat) into O(dest) itself. Directories are created (mode C(0755)) when missing.
     type: path
     required: true
+  layout:
+    description:
+      - V(per_cluster) writes the files into a directory named after O(cluster) under O(dest).
+      - V(flat) writes them into O(dest) itself. It is for a run of one cluster and fails when
+        O(clusters) names others, as their reports would overwrite each other.
+    type: str
+    choices: [per_cluster, flat]
+    default: per_cluster
+  clusters:
+    description:
+      - Every cluster of the run, for example V(ansible_play_hosts_all), so that O(layout=flat) can refuse
+        a run of several.
+    type: list
+    elements: str
+    default: []
   formats:
     description:
       - Which files to write.
@@ -46,7 +64,9 @@ options:
     default: llm-d verification
   cluster:
     description:
-      - Name of the verified cluster, for example the inventory host. Names the JUnit test suite.
+      - Name of the verified cluster, for example the inventory host. Names the JUnit test suite and,
+        with O(layout=per_cluster), the directory of the files; it cannot contain C(/) or a backslash, nor be
+        C(.), C(..) or the name of a summary file (C(junit.xml), C(summary.md), C(summary.json)).
     type: str
     default: localhost
   endpoint:
@@ -81,10 +101,11 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Write the report
+- name: Write the report into reports/<host>/
   llmd.verify.verify_report:
-    dest: "{{ playbook_dir }}/reports/{{ inventory_hostname }}"
+    dest: "{{ playbook_dir }}/reports"
     cluster: "{{ inventory_hostname }}"
+    clusters: "{{ ansible_play_hosts_all }}"
     endpoint: "{{ gateway }}"
     models: "{{ models.ids }}"
     checks:
@@ -104,11 +125,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+dest:
+  description: The directory the files were written into (or would be, in check mode).
+  returned: always
+  type: str
+  sample: /tmp/reports/prod-east
 files:
   description: Paths of the files written (or that would be written in check mode), by format.
   returned: always
   type: dict
-  sample: {"json": "/tmp/report/report.json", "junit": "/tmp/report/junit.xml", "markdown": "/tmp/report/report.md"}
+  sample: {"json": "/tmp/reports/prod-east/report.json", "junit": "/tmp/reports/prod-east/junit.xml",
+           "markdown": "/tmp/reports/prod-east/report.md"}
 ok:
   description: Whether no check failed.
   returned: always
@@ -130,35 +157,25 @@ run:
 """
 
 import datetime
-import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes
-from ansible_collections.llmd.verify.plugins.module_utils._report import RENDERERS, build_run, render_summary
-
-
-def _write_if_changed(module, path, content):
-    """Write content to path atomically; return whether the file changed."""
-    data = to_bytes(content)
-    if os.path.exists(path):
-        with open(path, "rb") as handle:
-            if handle.read() == data:
-                return False
-    if module.check_mode:
-        return True
-    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".report-")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    os.chmod(temp, 0o644)
-    module.atomic_move(temp, path)
-    return True
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
+from ansible_collections.llmd.verify.plugins.module_utils._files import write_files
+from ansible_collections.llmd.verify.plugins.module_utils._report import (
+    LAYOUTS,
+    RENDERERS,
+    build_run,
+    render_summary,
+    report_dir,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             dest=dict(type="path", required=True),
+            layout=dict(type="str", choices=list(LAYOUTS), default="per_cluster"),
+            clusters=dict(type="list", elements="str", default=[]),
             formats=dict(type="list", elements="str", choices=list(RENDERERS), default=list(RENDERERS)),
             title=dict(type="str", default="llm-d verification"),
             cluster=dict(type="str", default="localhost"),
@@ -170,25 +187,20 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    try:
+        dest = report_dir(params["dest"], params["cluster"], params["layout"], params["clusters"])
+    except LlmdError as error:
+        fail_from_error(module, error)
     endpoint = dict(params["endpoint"])
     endpoint.setdefault("url", endpoint.get("endpoint"))
     timestamp = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     run = build_run(params["title"], params["cluster"], endpoint, params["models"], params["checks"], params["problems"], timestamp)
 
-    dest = params["dest"]
-    changed = False
-    if not os.path.isdir(dest):
-        changed = True
-        if not module.check_mode:
-            os.makedirs(dest, 0o755)
-    files = {}
-    for fmt in params["formats"]:
-        filename, render = RENDERERS[fmt]
-        path = os.path.join(dest, filename)
-        files[fmt] = path
-        changed = _write_if_changed(module, path, render(run)) or changed
+    contents = dict((RENDERERS[fmt][0], RENDERERS[fmt][1](run)) for fmt in params["formats"])
+    changed, paths = write_files(module, dest, contents)
+    files = dict((fmt, paths[RENDERERS[fmt][0]]) for fmt in params["formats"])
 
-    module.exit_json(changed=changed, files=files, ok=run["ok"], counts=run["counts"], summary=render_summary(run), run=run)
+    module.exit_json(changed=changed, dest=dest, files=files, ok=run["ok"], counts=run["counts"], summary=render_summary(run), run=run)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ from ansible_collections.llmd.verify.plugins.module_utils._report import normali
     ({"phase": "connect", "msg": "Connection refused by 127.0.0.1:8000"}, "nothing listens"),
     ({"phase": "connect", "msg": "connect timed out after 5 s"}, "does not answer"),
     ({"msg": "pods/portforward is forbidden: cannot create"}, "docs/rbac.md"),
+    # A cluster that cannot be reached at all: its API server, not an endpoint, is what does not answer.
+    ({"msg": "cannot reach the Kubernetes API server at https://127.0.0.1:9: HTTPSConnection(host='127.0.0.1', "
+             "port=9): Failed to establish a new connection: [Errno 111] Connection refused"},
+     "Kubernetes API server does not answer"),
+    ({"msg": "cannot reach the Kubernetes API server at https://10.0.0.1:6443: [SSL: CERTIFICATE_VERIFY_FAILED] "
+             "certificate verify failed"}, "TLS certificate was not accepted"),
 ])
 def test_rules_name_the_cause(result, expected):
     assert expected in likely_cause(result)

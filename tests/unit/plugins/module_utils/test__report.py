@@ -7,12 +7,17 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._report import (
     build_run,
     render_json,
     render_junit,
+    render_junit_runs,
     render_markdown,
     render_summary,
+    report_dir,
 )
 
 CHECKS = [
@@ -68,3 +73,45 @@ def test_summary_lines():
     lines = render_summary(make_run())
     assert lines[0].startswith("llm-d verification prod-east: FAILED (1 passed, 2 failed, 1 skipped)")
     assert any("[FAILED] completions" in line and "likely cause" in line for line in lines)
+
+
+def test_report_dir_gives_each_cluster_its_own_directory():
+    assert report_dir("/ci/artifacts", "prod-east") == "/ci/artifacts/prod-east"
+    assert report_dir("/ci/artifacts", "prod-east", "per_cluster", ["prod-east", "staging"]) == "/ci/artifacts/prod-east"
+    # Two clusters never share a directory, whatever dest is: it is always a base.
+    assert report_dir("/ci", "a", clusters=["a", "b"]) != report_dir("/ci", "b", clusters=["a", "b"])
+
+
+def test_report_dir_flat_is_for_one_cluster_only():
+    assert report_dir("/ci/artifacts", "prod-east", "flat") == "/ci/artifacts"
+    assert report_dir("/ci/artifacts", "prod-east", "flat", ["prod-east"]) == "/ci/artifacts"
+    with pytest.raises(LlmdError) as caught:
+        report_dir("/ci/artifacts", "prod-east", "flat", ["prod-east", "staging", "lab"])
+    assert "3 clusters (lab, prod-east, staging)" in caught.value.msg
+    assert "overwrite each other" in caught.value.msg
+    assert "per_cluster" in caught.value.hint and "/ci/artifacts/<cluster>" in caught.value.hint
+
+
+@pytest.mark.parametrize("cluster", ["", ".", "..", "a/b", "../etc", "a\\b", "junit.xml", "summary.md", "summary.json"])
+def test_report_dir_refuses_names_that_are_no_directory_of_their_own(cluster):
+    with pytest.raises(LlmdError) as caught:
+        report_dir("/ci/artifacts", cluster)
+    assert "cannot name a directory of its own" in caught.value.msg
+
+
+def test_report_dir_refuses_an_unknown_layout():
+    with pytest.raises(LlmdError):
+        report_dir("/ci", "a", "nested")
+
+
+def test_junit_of_several_runs_has_one_suite_per_cluster_and_summed_totals():
+    east = make_run()
+    west = build_run("llm-d verification", "prod-west", {}, [], [{"name": "models", "status": "passed", "time": 1}], [],
+                     "2026-11-27T00:00:00+00:00")
+    root = ET.fromstring(render_junit_runs("llm-d verification", [east, west]).encode("utf-8"))
+    assert [suite.get("name") for suite in root.findall("testsuite")] == ["llmd.verify prod-east", "llmd.verify prod-west"]
+    assert root.get("name") == "llm-d verification"
+    assert root.get("tests") == "5" and root.get("failures") == "2"
+    assert root.get("skipped") is None  # not allowed on testsuites by junit-10.xsd
+    # One run alone renders as it always did.
+    assert render_junit(east) == render_junit_runs("llmd.verify prod-east", [east])
