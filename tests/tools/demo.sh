@@ -23,6 +23,6 @@ ansible-playbook playbooks/verify.yml \
   -e "llmd_report_dir=${report_dir}" || status=$?
 
 echo
-echo "== report: ${report_dir}/report.md (also report.json, junit.xml)"
-cat "${report_dir}/report.md" 2>/dev/null || true
+echo "== report: ${report_dir}/localhost/report.md (also report.json, junit.xml; the summary of every cluster: ${report_dir}/summary.md)"
+cat "${report_dir}/localhost/report.md" 2>/dev/null || true
 exit "${status}"

@@ -51,7 +51,8 @@ verify() {
   if [ "${verdict}" = failed ] && [ "${status}" -eq 0 ]; then
     echo "verify.yml passed on the broken ${scenario}"; exit 1
   fi
-  python check_report.py "${report}" "${verdict}" "${expectations[@]}"
+  # verify.yml writes each host under llmd_report_dir/<inventory_hostname>/; this inventory has one, localhost.
+  python check_report.py "${report}/localhost" "${verdict}" "${expectations[@]}"
   no_forward_left
 }
 
