@@ -32,7 +32,6 @@ HTTP_PORT, ECHO_PORT, REFUSED_PORT = 8080, 9000, 8999
 ECHO_NAMESPACE = "sandbox-echo"  # the echo scenario's namespace (and its readonly one)
 
 
-
 def pattern(size: int) -> bytes:
     """What the echo program's GET /bytes/N sends (echo.pattern)."""
     block = hashlib.sha256(str(size).encode()).digest() * 2048

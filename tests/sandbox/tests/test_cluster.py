@@ -157,8 +157,9 @@ def test_the_node_is_ready_schedulable_and_its_lease_renews(echo, first_lease):
         return lease if lease["spec"]["renewTime"] != first_lease["spec"]["renewTime"] else None
 
     lease = wait_until(renewed, timeout=25, what="the node's Lease renewed", interval=0.5)
-    parse = lambda stamp: datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
-    assert parse(lease["spec"]["renewTime"]) > parse(first_lease["spec"]["renewTime"])
+    renewed_at, first_at = (datetime.datetime.fromisoformat(stamp["spec"]["renewTime"].replace("Z", "+00:00"))
+                            for stamp in (lease, first_lease))
+    assert renewed_at > first_at
 
 
 def test_the_kubelet_reports_the_control_planes_version(echo):
