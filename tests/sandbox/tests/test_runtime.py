@@ -148,7 +148,7 @@ def test_warming_up_then_serving(llmd_sandbox):
     api = core_api(sandbox)
     ready = {c.type: c.status for c in api.read_namespaced_pod(name, "llm-d-warming-up").status.conditions}
     assert ready["Ready"] == "False"
-    wait_until(lambda: requests.get(f"http://{gateway}/v1/models", timeout=5).status_code == 200, 20,
+    wait_until(lambda: requests.get(f"http://{gateway}/v1/models", timeout=5).status_code == 200, 30,
                "the gateway serves once vLLM is up", interval=0.2)
     ready = {c.type: c.status for c in api.read_namespaced_pod(name, "llm-d-warming-up").status.conditions}
     assert ready["Ready"] == "True"
