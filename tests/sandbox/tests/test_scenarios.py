@@ -15,6 +15,7 @@ from llmd_sandbox.kube import resource_for
 NAMES = scenarios.names()
 # `echo` is the sandbox's own test server for the Kubernetes-side fidelity tests, not an llm-d deployment.
 LLM_D = [name for name in NAMES if name != "echo"]
+STANDALONE = ("optimized-baseline", "pd-disaggregation", "simulated-accelerators")  # guides with no Gateway
 GATEWAY_SERVICE_REGEX = re.compile(r".*-inference-gateway(-.*)?$")  # the seed's
 
 
@@ -35,7 +36,7 @@ def test_the_issue_lists_every_scenario():
     assert set(LLM_D) == {
         "sim", "inference-scheduling", "optimized-baseline", "pd-disaggregation", "nodeport", "ingress",
         "ingress-hostname", "openshift-route", "warming-up", "no-healthy-upstream", "crashloop", "two-gateways",
-        "no-gateway"}
+        "no-gateway", "simulated-accelerators"}  # the last: today's guide, every component real
 
 
 def test_an_unknown_scenario_names_the_known_ones():
@@ -51,7 +52,8 @@ def test_every_object_is_a_kind_the_api_server_serves(name):
         assert resource_for(obj["apiVersion"], obj["kind"]) is not None, obj["kind"]
 
 
-@pytest.mark.parametrize("name", LLM_D)
+# simulated-accelerators renders today's guide, whose decode pods run without the routing sidecar
+@pytest.mark.parametrize("name", [n for n in LLM_D if n != "simulated-accelerators"])
 def test_decode_pods_carry_the_chart_labels_and_the_routing_proxy_native_sidecar(name):
     decode = [(n, t) for n, t in pod_templates(name) if t["metadata"]["labels"].get("llm-d.ai/role") == "decode"]
     assert decode, "every scenario has decode pods"
@@ -82,7 +84,7 @@ def test_one_scenario_varies_ttft_between_pods():
     assert len(ttfts) == 2
 
 
-@pytest.mark.parametrize("name", [n for n in LLM_D if n not in ("no-gateway", "optimized-baseline", "pd-disaggregation")])
+@pytest.mark.parametrize("name", [n for n in LLM_D if n not in ("no-gateway", *STANDALONE)])
 def test_gateway_services_match_the_seed_regex_and_carry_the_gateway_name_label(name):
     gateways = {g["metadata"]["name"] for g in objects(name, "Gateway")}
     services = [s for s in objects(name, "Service") if GATEWAY_SERVICE_REGEX.match(s["metadata"]["name"])]
@@ -95,7 +97,7 @@ def test_gateway_services_match_the_seed_regex_and_carry_the_gateway_name_label(
         assert [listener["port"] for listener in gateway["spec"]["listeners"]] == [80]
 
 
-@pytest.mark.parametrize("name", ["optimized-baseline", "pd-disaggregation"])
+@pytest.mark.parametrize("name", STANDALONE)
 def test_standalone_guides_have_no_gateway_and_an_epp_service_fronting_http(name):
     assert not objects(name, "Gateway") and not objects(name, "HTTPRoute")
     epp = next(s for s in objects(name, "Service") if s["metadata"]["name"] == f"{name}-epp")
