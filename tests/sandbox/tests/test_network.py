@@ -78,9 +78,11 @@ def test_a_pod_namespace_has_its_address_and_no_default_route(echo):
     shown = json.loads(subprocess.run(["ip", "-n", netns, "-j", "addr", "show", "dev", "eth0"], capture_output=True,
                                       text=True, check=True).stdout)
     assert [a["local"] for a in shown[0]["addr_info"] if a["family"] == "inet"] == [entry["ip"]]
-    default = subprocess.run(["ip", "-n", netns, "route", "show", "default"], capture_output=True, text=True, check=True)
+    default = subprocess.run(["ip", "-n", netns, "route", "show", "default"], capture_output=True, text=True,
+                             check=True)
     assert default.stdout == ""
-    for outside in ("1.1.1.1", "192.168.0.1", str(ipaddress.ip_network(echo.state["service_cidr"]).network_address + 5)):
+    a_cluster_ip = str(ipaddress.ip_network(echo.state["service_cidr"]).network_address + 5)
+    for outside in ("1.1.1.1", "192.168.0.1", a_cluster_ip):
         result = route_get(outside, netns)
         assert result.returncode != 0 and "Network is unreachable" in result.stderr, outside
     # ... while the node (and so the API server relay on it) and the other pods are on its link

@@ -10,6 +10,7 @@ import os
 import select
 import socket
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -36,8 +37,8 @@ def sandboxes(tmp_path_factory):
         return read_state(started[name])
 
     yield get
-    for directory in started.values():
-        cli.down(directory)
+    with ThreadPoolExecutor(max_workers=len(started) or 1) as pool:  # each down waits seconds for its processes
+        list(pool.map(cli.down, started.values()))
 
 
 def bash(state: dict, script: str, timeout: float = 60) -> str:
