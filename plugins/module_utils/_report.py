@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.llmd.verify.plugins.module_utils._diagnosis import likely_cause
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+from ansible_collections.llmd.verify.plugins.module_utils._stack_rules import explaining_problem
+
+NO_OBJECT_EXPLAINS = "no object explains this"
 
 STATUSES = ("passed", "failed", "skipped")
 # per_cluster: each cluster writes into <dest>/<cluster>/; flat: into <dest> itself, for a run of one cluster.
@@ -49,8 +52,14 @@ def report_dir(dest, cluster, layout="per_cluster", clusters=None):
     return os.path.join(dest, cluster)
 
 
-def normalize_checks(checks):
-    """Return the checks with every field present and typed, in their order."""
+def normalize_checks(checks, problems=None):
+    """Return the checks with every field present and typed, in their order.
+
+    A failed check's ``cause`` is the stack_info problem that explains it (``problems``: stack_info's, the
+    objects' own account), else what its HTTP answer suggests (_diagnosis); ``explained_by`` names the problem
+    (rule, object, hint), or says that no object explains it when stack_info ran.
+    """
+    stack_problems = [p for p in problems or [] if isinstance(p, dict) and "rule" in p]
     result = []
     for index, check in enumerate(checks or []):
         status = str(check.get("status") or "failed").lower()
@@ -61,15 +70,29 @@ def normalize_checks(checks):
         except (TypeError, ValueError):
             seconds = 0.0
         details = check.get("details") if check.get("details") is not None else {}
-        cause = check.get("cause") or (likely_cause(details) if status == "failed" else "")
-        result.append({
+        explained_by = None
+        if status == "failed" and stack_problems:
+            problem = explaining_problem(details, stack_problems)
+            explained_by = ({"rule": problem["rule"], "object": problem.get("object", ""),
+                             "message": problem.get("message", ""), "hint": problem.get("hint", "")}
+                            if problem else NO_OBJECT_EXPLAINS)
+        cause = check.get("cause") or ""
+        if isinstance(explained_by, dict):
+            cause = "%s (%s)" % (explained_by["message"], explained_by["hint"]) if explained_by["hint"] else \
+                explained_by["message"]
+        elif not cause and status == "failed":
+            cause = likely_cause(details)
+        entry = {
             "name": str(check.get("name") or "check-%d" % (index + 1)),
             "status": status,
             "time": round(seconds, 6),
             "message": str(check.get("message") or ""),
             "cause": str(cause),
             "details": details,
-        })
+        }
+        if explained_by is not None:
+            entry["explained_by"] = explained_by
+        result.append(entry)
     return result
 
 
@@ -84,7 +107,7 @@ def tally(checks):
 
 def build_run(title, cluster, endpoint, models, checks, problems, timestamp):
     """Assemble the run document that every format is rendered from."""
-    checks = normalize_checks(checks)
+    checks = normalize_checks(checks, problems)
     counts = tally(checks)
     return {
         "title": title,
@@ -192,9 +215,16 @@ def render_markdown(run):
             detail = "%s (likely cause: %s)" % (detail, check["cause"])
         lines.append("| %s | %s | %.3f | %s |" % (_md_cell(check["name"]), check["status"], check["time"], _md_cell(detail)))
     if run["problems"]:
-        lines.extend(["", "## Problems found", ""])
-        lines.extend("- %s" % _md_cell(problem if not isinstance(problem, dict) else problem.get("message", problem)) for problem in run["problems"])
+        lines.extend(["", "## Problems found in the objects (stack_info)", ""])
+        lines.extend("- %s" % _md_cell(_problem_text(problem)) for problem in run["problems"])
     return "\n".join(lines) + "\n"
+
+
+def _problem_text(problem):
+    if not isinstance(problem, dict):
+        return str(problem)
+    text = "%s%s" % ("[%s] " % problem["severity"] if problem.get("severity") else "", problem.get("message", problem))
+    return "%s (hint: %s)" % (text, problem["hint"]) if problem.get("hint") else text
 
 
 def render_summary(run):

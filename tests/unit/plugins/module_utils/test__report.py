@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from ansible_collections.llmd.verify.plugins.module_utils import _report
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._report import (
     build_run,
@@ -115,3 +116,24 @@ def test_junit_of_several_runs_has_one_suite_per_cluster_and_summed_totals():
     assert root.get("skipped") is None  # not allowed on testsuites by junit-10.xsd
     # One run alone renders as it always did.
     assert render_junit(east) == render_junit_runs("llmd.verify prod-east", [east])
+
+
+def test_a_failed_check_is_explained_by_the_stack_problem_behind_it():
+    problems = [{"rule": "no_ready_decode", "severity": "error", "object": "Deployment/ms-decode",
+                 "message": "no decode pod is Ready: vllm is crash-looping", "hint": "lower --max-model-len"}]
+    checks = [{"name": "models", "status": "failed", "message": "not ready",
+               "details": {"status": 503, "error": {"status": 503, "body": "no healthy upstream"},
+                           "not_ready": "no healthy upstream", "msg": "no healthy upstream"}},
+              {"name": "endpoint", "status": "passed"}]
+    explained, passed = _report.normalize_checks(checks, problems)
+    assert explained["explained_by"]["rule"] == "no_ready_decode"
+    assert "crash-looping" in explained["cause"] and "lower --max-model-len" in explained["cause"]
+    assert "explained_by" not in passed
+
+
+def test_a_failure_no_object_explains_says_so_and_keeps_the_http_cause():
+    checks = [{"name": "chat", "status": "failed", "message": "HTTP 400", "details": {"status": 400, "msg": "bad"}}]
+    problems = [{"rule": "epp_metrics_need_token", "severity": "info", "object": "Service/x-epp",
+                 "message": "metrics need a token", "hint": ""}]
+    (check,) = _report.normalize_checks(checks, problems)
+    assert check["explained_by"] == _report.NO_OBJECT_EXPLAINS
