@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         if options.command == "up":
+            if options.watch_pid == 1:  # the caller is gone already: its sandbox would outlive it for its lifetime
+                raise SandboxError("the process that ran `llmd-sandbox up` is gone (its parent is now pid 1); "
+                                   "pass --watch-pid 0 to run a sandbox that only ends by `down` or --lifetime")
             _print_up(up(options.scenario, options.dir, watch_pid=options.watch_pid, lifetime=options.lifetime))
         elif options.command == "down":
             if not down(options.dir):
