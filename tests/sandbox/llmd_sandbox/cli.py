@@ -116,6 +116,14 @@ def _owned_pods(state: dict, pods_path: str, owner_uid: str) -> list[dict]:
             if any(ref.get("uid") == owner_uid for ref in pod["metadata"].get("ownerReferences") or [])]
 
 
+def _init_name() -> str:
+    try:
+        with open("/proc/1/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
 def _print_up(state: dict) -> None:
     print(f"sandbox {state['scenario']!r} is up (daemon pid {state['pid']})")
     print(f"  export KUBECONFIG={state['kubeconfig']}   # context sandbox, namespace {state['namespace']}")
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         if options.command == "up":
-            if options.watch_pid == 1:  # the caller is gone already: its sandbox would outlive it for its lifetime
+            if options.watch_pid == 1 and _init_name() in ("systemd", "init"):
+                # the caller is gone already (init adopted us): its sandbox would outlive it for its lifetime
                 raise SandboxError("the process that ran `llmd-sandbox up` is gone (its parent is now pid 1); "
                                    "pass --watch-pid 0 to run a sandbox that only ends by `down` or --lifetime")
             _print_up(up(options.scenario, options.dir, watch_pid=options.watch_pid, lifetime=options.lifetime))
