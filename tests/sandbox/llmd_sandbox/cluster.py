@@ -189,8 +189,9 @@ class ControlPlane:
             f"--kubelet-certificate-authority={self.ca_file}", "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true", "--enable-priority-and-fairness=false", "--profiling=false",
             "--event-ttl=10m", "--v=1"])
-        # The controller-manager and the scheduler wait for the API server themselves: starting them now
-        # overlaps their start-up with its own.
+        # The controller-manager and the scheduler start once the API server is ready: before its RBAC
+        # bootstrap policy is in place their /healthz wait gets a 403 and they exit.
+        await self.wait_ready()
         await self._spawn("kube-controller-manager", paths["kube-controller-manager"], [
             f"--kubeconfig={pki / 'controller-manager.kubeconfig'}", "--leader-elect=false", "--secure-port=0",
             f"--controllers={CONTROLLERS}", f"--service-account-private-key-file={pki / 'sa.key'}",
@@ -199,7 +200,6 @@ class ControlPlane:
             "--concurrent-deployment-syncs=5", "--concurrent-replicaset-syncs=5", "--v=1"])
         await self._spawn("kube-scheduler", paths["kube-scheduler"], [
             f"--kubeconfig={pki / 'scheduler.kubeconfig'}", "--leader-elect=false", "--secure-port=0", "--v=1"])
-        await self.wait_ready()
 
     async def _spawn(self, name: str, binary: str, args: list[str]) -> None:
         log_file = open(self.directory / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it

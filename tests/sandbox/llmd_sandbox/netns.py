@@ -111,9 +111,12 @@ class PodNetwork:
 
     def remove_pod(self, uid: str) -> None:
         name = self.namespaces.pop(uid, None)
-        self.addresses.pop(uid, None)
+        ip = self.addresses.pop(uid, None)
         if name:
-            _ip("netns", "del", name, check=False)  # takes the veth pair with it
+            # The veth pair goes with the namespace only once no process is left in it (a container being
+            # reaped still holds it): delete the pair itself, so no link outlives the pod.
+            _ip("link", "del", f"{PREFIX}v{self.id}{int(ipaddress.ip_address(ip)) & 0xFF}", check=False)
+            _ip("netns", "del", name, check=False)
 
     def destroy(self) -> None:
         for uid in list(self.namespaces):
@@ -131,6 +134,7 @@ def reap(sandbox_id: str) -> None:
     for line in _ip("netns", "list", check=False).splitlines():
         name = line.split()[0] if line.split() else ""
         if name.startswith(f"{PREFIX}-{sandbox_id}-"):
+            _ip("link", "del", f"{PREFIX}v{sandbox_id}{name.rsplit('-', 1)[1]}", check=False)
             _ip("netns", "del", name, check=False)
     _ip("link", "del", f"{PREFIX}br{sandbox_id}", check=False)
 
