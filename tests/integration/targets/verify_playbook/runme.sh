@@ -82,6 +82,6 @@ verify two-gateways passed
 verify warming-up passed models=attempt
 
 # Broken stacks: the report names the cause.
-verify no-healthy-upstream failed models="no Ready model server" -- -e llmd_models_wait_timeout=3
+verify no-healthy-upstream failed models="no decode pod is Ready" -- -e llmd_models_wait_timeout=3
 verify crashloop failed logs-decode-previous="CUDA out of memory" models=crash-looping
 verify no-gateway failed endpoint=no
