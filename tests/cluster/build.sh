@@ -17,6 +17,7 @@ etcd=$(version go.etcd.io/etcd/server/v3 etcd)
 k8s_minor=$(echo "$k8s" | cut -d. -f2)
 sim=$(version github.com/llm-d/llm-d-inference-sim llm-d)
 gaie=$(version sigs.k8s.io/gateway-api-inference-extension llm-d)
+gaie_v1alpha2=$(version sigs.k8s.io/gateway-api-inference-extension gaie-v1alpha2)
 # What each binary is: NAME VERSION PACKAGE [MODULE DIR, default .]
 targets=(
   "kube-apiserver $k8s k8s.io/kubernetes/cmd/kube-apiserver"
@@ -25,6 +26,7 @@ targets=(
   "etcd $etcd go.etcd.io/etcd/server/v3 etcd"
   "llm-d-inference-sim $sim github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim llm-d"
   "epp $gaie sigs.k8s.io/gateway-api-inference-extension/cmd/epp llm-d"
+  "epp-v1alpha2 $gaie_v1alpha2 sigs.k8s.io/gateway-api-inference-extension/cmd/epp gaie-v1alpha2"
 )
 k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1
  -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean

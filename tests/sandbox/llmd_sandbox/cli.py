@@ -1,4 +1,4 @@
-"""`llmd-sandbox`: up, down, restart-pod, scenarios, status. The functions are also what the pytest fixture calls."""
+"""`llmd-sandbox`: up, down, restart-pod, restart-apiserver, scenarios, status. The functions are also what the pytest fixture calls."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import urllib.request
 from pathlib import Path
 
 from . import scenario as scenarios
-from .state import alive, read_state, state_path
+from .state import READY_TIMEOUT, alive, read_state, state_path
 
-UP_TIMEOUT = 60.0
+UP_TIMEOUT = READY_TIMEOUT + 15  # the daemon gives up first and says what it waited for
 DOWN_TIMEOUT = 10.0
 RESTART_TIMEOUT = 20.0
+API_RESTART_TIMEOUT = 60.0
 
 
 class SandboxError(RuntimeError):
@@ -111,6 +112,34 @@ def restart_pod(directory: str | os.PathLike, namespace: str, name: str, timeout
     raise SandboxError(f"no replacement for pod {namespace}/{name} became Ready in {timeout:.0f} s")
 
 
+def restart_api_server(directory: str | os.PathLike, timeout: float = API_RESTART_TIMEOUT) -> int:
+    """Asks the daemon to restart kube-apiserver (SIGUSR1; the controllers after it) and returns the new pid once
+    the whole restart is done and the API server answers /readyz."""
+    state = read_state(directory)
+    before = state["api_restarts"]
+    os.kill(state["pid"], signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_state(directory)
+        pid = _api_server_pid(state)
+        if pid and state["api_restarts"] > before:
+            try:
+                request = urllib.request.Request(state["api_server"] + "/readyz",
+                                                 headers={"Authorization": f"Bearer {state['tokens']['admin']}"})
+                with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=state["ca_file"]),
+                                            timeout=5) as answer:
+                    if answer.status == 200:
+                        return pid
+            except OSError:
+                pass
+        time.sleep(0.2)
+    raise SandboxError(f"kube-apiserver did not come back in {timeout:.0f} s (see {directory}/daemon.log)")
+
+
+def _api_server_pid(state: dict) -> int:
+    return next((p["pid"] for p in state["processes"] if p["role"] == "kube-apiserver"), 0)
+
+
 def _owned_pods(state: dict, pods_path: str, owner_uid: str) -> list[dict]:
     return [pod for pod in _api(state, "GET", pods_path)["items"]
             if any(ref.get("uid") == owner_uid for ref in pod["metadata"].get("ownerReferences") or [])]
@@ -148,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     restart.add_argument("--dir", required=True)
     restart.add_argument("-n", "--namespace")
     restart.add_argument("pod")
+    api_restart = commands.add_parser("restart-apiserver", help="restart kube-apiserver and wait until it is ready")
+    api_restart.add_argument("--dir", required=True)
     commands.add_parser("scenarios", help="list the scenarios")
     status = commands.add_parser("status", help="print state.json of a running sandbox")
     status.add_argument("--dir", required=True)
     options = parser.parse_args(argv)
     try:
+        if options.command in ("restart-pod", "restart-apiserver") and not state_path(options.dir).exists():
+            raise SandboxError(f"no sandbox runs in {options.dir}")
         if options.command == "up":
             if options.watch_pid == 1 and _init_name() in ("systemd", "init"):
                 # the caller is gone already (init adopted us): its sandbox would outlive it for its lifetime
@@ -165,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         elif options.command == "restart-pod":
             namespace = options.namespace or read_state(options.dir)["namespace"]
             print(restart_pod(options.dir, namespace, options.pod))
+        elif options.command == "restart-apiserver":
+            print(restart_api_server(options.dir))
         elif options.command == "scenarios":
             for name in scenarios.names():
                 print(f"{name:22} {scenarios.load(name).description.split('. ')[0]}")

@@ -54,7 +54,7 @@ IDENTITIES = {
 
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "crds")
-DATA_PLANE = ("llm-d-inference-sim", "epp", "envoy")
+DATA_PLANE = ("llm-d-inference-sim", "epp", "epp-v1alpha2", "envoy")
 
 
 def binaries(required: tuple[str, ...] = CONTROL_PLANE) -> dict[str, str]:
@@ -122,6 +122,7 @@ class ControlPlane:
     ca: CertificateAuthority = field(default_factory=CertificateAuthority.create)
     tokens: dict[str, str] = field(default_factory=lambda: {role: secrets.token_urlsafe(24) for role in IDENTITIES})
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    commands: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # to start a component again
     api_port: int = 0
 
     @property
@@ -202,6 +203,7 @@ class ControlPlane:
             f"--kubeconfig={pki / 'scheduler.kubeconfig'}", "--leader-elect=false", "--secure-port=0", "--v=1"])
 
     async def _spawn(self, name: str, binary: str, args: list[str]) -> None:
+        self.commands[name] = (binary, args)
         log_file = open(self.directory / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it
         try:
             self.processes[name] = await asyncio.create_subprocess_exec(
@@ -234,6 +236,31 @@ class ControlPlane:
                 last = repr(exc)
             await asyncio.sleep(0.1)
         raise TimeoutError(f"kube-apiserver not ready after {timeout:.0f} s: {last}")
+
+    async def restart_api_server(self) -> None:
+        """A fault on demand: SIGTERM to kube-apiserver (SIGKILL after the grace period), the same command again,
+        and back when /readyz answers. Clients see refused connections meanwhile; watches end and are made again.
+
+        The controller-manager and the scheduler are restarted after it. Their informers retry a refused watch
+        with client-go's backoff (0.8 s doubling to 30 s, jittered up to 2x, reset only after 2 min without a
+        failure), so after a few restarts they are blind for up to a minute: no replacement pods, and the Node
+        marked Unknown. Restarted, they list afresh, and the next test meets a cluster that has converged."""
+        await self._restart("kube-apiserver")
+        await self.wait_ready()
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            await self._restart(name)
+
+    async def _restart(self, name: str) -> None:
+        process = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        await self._spawn(name, *self.commands[name])
 
     async def stop(self) -> None:
         """SIGTERM to every component at once; what has not ended after the grace period is killed."""

@@ -24,18 +24,18 @@ import yaml
 from . import kubelet_api
 from .cluster import CONTROL_PLANE, DATA_PLANE, ControlPlane, binaries, kubeconfig, write_secret_file
 from .dataplane import Network
+from .envoy_gateways import EnvoyGateways
 from .gateways import StatusControllers
 from .kube import (CRDS, DEPLOYMENTS, ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES, POOLS,
                    POOLS_ALPHA, ROUTES, SERVICES, Cache, Kube, KubeError, resource_for)
 from .netns import PodNetwork
 from .node import NodeAgent, flag_value, is_vllm, milliseconds
 from .scenario import EXPECT_READY_ANNOTATION, Scenario, load
-from .state import alive, state_path, write_state
+from .state import READY_TIMEOUT, alive, state_path, write_state
 from .zygote import Zygote
 
 log = logging.getLogger("llmd_sandbox")
 
-READY_TIMEOUT = 60.0
 WATCH_INTERVAL = 0.25
 STATE_WRITE_INTERVAL = 0.1
 MANAGER = "llmd-sandbox"
@@ -54,8 +54,11 @@ class Daemon:
         self.cache: Cache | None = None
         self.data_plane: Network | None = None
         self.controllers: StatusControllers | None = None
+        self.envoy_gateways: EnvoyGateways | None = None
         self.relay: asyncio.Server | None = None
         self.state_dirty = True
+        self.api_restart: asyncio.Task | None = None
+        self.api_restarts = 0  # completed ones: `restart-apiserver` waits for this count to grow
 
     def changed(self) -> None:
         self.state_dirty = True
@@ -105,6 +108,7 @@ class Daemon:
         self.agent = NodeAgent(node_kube, network=self.network, directory=self.directory,
                                api_port=self.control_plane.api_port, ca_pem=self.control_plane.ca.cert_pem,
                                zygote=self.zygote, on_change=self.changed, programs=self.programs,
+                               xds_root=self.directory / "xds",
                                container_env={"api_server": f"https://{self.network.node_ip}:{self.control_plane.api_port}",
                                               "token": self.control_plane.tokens["controllers"],
                                               "ca_file": str(self.control_plane.ca_file)})
@@ -121,6 +125,8 @@ class Daemon:
                                   cert_dir=self.control_plane.certs, on_bound=self.changed)
         self.controllers = StatusControllers(controllers_kube, self.cache, self.data_plane.address)
         self.controllers.start()
+        self.envoy_gateways = EnvoyGateways(self.cache, self.directory / "xds")
+        self.envoy_gateways.start()
 
     async def _relay_to_api_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from .dataplane import _pipe
@@ -219,16 +225,20 @@ class Daemon:
 
     # ---- readiness -------------------------------------------------------------------------------
 
-    async def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_ready(self, deadline: float) -> None:
+        """Waits until the scenario serves, logging each new reason it does not yet, until `deadline` (monotonic)."""
         admin = self.kubes[0]
+        logged = ""
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
             while True:
                 missing = await self._not_ready(admin, http)
                 if not missing:
                     return
+                if missing != logged:
+                    log.info("waiting: %s", missing)
+                    logged = missing
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"not ready after {timeout:.0f} s: {missing}")
+                    raise TimeoutError(f"not ready after {READY_TIMEOUT:.0f} s: {missing}")
                 await asyncio.sleep(0.1)
 
     async def _not_ready(self, admin: Kube, http: aiohttp.ClientSession) -> str:
@@ -250,6 +260,8 @@ class Daemon:
                                     timeout=aiohttp.ClientTimeout(total=1)) as answer:
                     if answer.status not in serving.get("status", [200]):
                         return f"service {serving['service']} answers /v1/models with {answer.status}"
+                    if answer.status != 200 and serving.get("body", "") not in await answer.text():
+                        return f"service {serving['service']} answers /v1/models without {serving['body']!r} yet"
             except (OSError, aiohttp.ClientError, TimeoutError) as exc:
                 return f"service {serving['service']} does not answer: {exc!r}"
         return ""
@@ -281,7 +293,7 @@ class Daemon:
             "tokens": tokens, "node_ip": self.network.node_ip, "pod_cidr": str(self.network.pods),
             "service_cidr": str(self.network.services), "bridge": self.network.bridge,
             "external": {**self.data_plane.reserved, **self.data_plane.bound_ips}, "listeners": listeners, "pods": pods,
-            "pod_restarts": self.agent.pod_restarts,
+            "pod_restarts": self.agent.pod_restarts, "api_restarts": self.api_restarts,
             "processes": [{"pid": os.getpid(), "role": "daemon"}] + cp.pids() + self.agent.processes()}
 
     async def keep_state_written(self) -> None:
@@ -291,11 +303,30 @@ class Daemon:
                 write_state(self.directory, self.state())
             await asyncio.sleep(STATE_WRITE_INTERVAL)
 
+    # ---- faults on demand ------------------------------------------------------------------------
+
+    def on_restart_api_server(self) -> None:
+        """SIGUSR1 (`llmd-sandbox restart-apiserver`): one restart at a time; state.json gets its new pid."""
+        if self.api_restart is None or self.api_restart.done():
+            self.api_restart = asyncio.create_task(self._restart_api_server())
+
+    async def _restart_api_server(self) -> None:
+        log.info("restarting kube-apiserver")
+        try:
+            await self.control_plane.restart_api_server()
+        except Exception:  # noqa: BLE001 - the sandbox runs on; the caller sees no new pid and says so
+            log.exception("kube-apiserver did not come back")
+        else:
+            self.api_restarts += 1
+            log.info("kube-apiserver restarted, and the controller-manager and scheduler after it")
+        self.changed()
+
     # ---- stop ------------------------------------------------------------------------------------
 
     async def stop(self) -> None:
         """In the reverse order of start; each step runs even when an earlier one failed or hung."""
         steps = [("controllers", self.controllers and self.controllers.stop),
+                 ("gateway configuration", self.envoy_gateways and self.envoy_gateways.stop),
                  ("data plane", self.data_plane and self.data_plane.stop),
                  ("watch cache", self.cache and self.cache.stop),
                  ("node agent", self.agent and self.agent.stop),
@@ -375,7 +406,7 @@ async def run(options: argparse.Namespace) -> int:
     try:
         try:
             await daemon.start()
-            await daemon.wait_ready(READY_TIMEOUT)
+            await daemon.wait_ready(started + READY_TIMEOUT)
             write_state(daemon.directory, daemon.state())
         except Exception as exc:  # anything that stops `up` is reported to it, then everything is stopped
             log.exception("sandbox failed to start")
@@ -389,6 +420,7 @@ async def run(options: argparse.Namespace) -> int:
             ready_pipe.close()
         log.info("sandbox %s ready in %.1f s: %s", scenario.name, time.monotonic() - started,
                  daemon.control_plane.server)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, daemon.on_restart_api_server)
         reason = await _until_stopped(options.watch_pid, options.lifetime)
         log.info("stopping: %s", reason)
         return 0
@@ -396,6 +428,9 @@ async def run(options: argparse.Namespace) -> int:
         if state_task is not None:
             state_task.cancel()
             await asyncio.gather(state_task, return_exceptions=True)
+        if daemon.api_restart is not None:
+            daemon.api_restart.cancel()
+            await asyncio.gather(daemon.api_restart, return_exceptions=True)
         await daemon.stop()
 
 

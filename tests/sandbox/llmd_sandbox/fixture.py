@@ -57,6 +57,10 @@ class Sandbox:
         """Deletes the pod; returns the name of its Ready replacement."""
         return cli.restart_pod(self.dir, namespace or self.namespace, name)
 
+    def restart_api_server(self) -> int:
+        """Restarts kube-apiserver (and the controllers after it); returns its new pid."""
+        return cli.restart_api_server(self.dir)
+
     def down(self) -> None:
         cli.down(self.dir)
 

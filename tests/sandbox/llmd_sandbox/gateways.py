@@ -19,7 +19,7 @@ from collections.abc import Callable
 import aiohttp
 
 from .kube import (ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES, POOLS, POOLS_ALPHA, ROUTES,
-                   SERVICES, Cache, Kube, KubeError)
+                   SERVICES, Cache, Kube, KubeError, Reconciler)
 
 log = logging.getLogger(__name__)
 
@@ -53,43 +53,21 @@ def condition(previous: list | None, kind: str, ok: bool, reason: str, message: 
     return cond
 
 
-class StatusControllers:
+class StatusControllers(Reconciler):
     def __init__(self, kube: Kube, cache: Cache, addresses: Callable[[str], dict | None]):
         """addresses("Kind/namespace/name") -> the load-balancer ingress entry the data plane bound for that
         object ({"ip": ...} or {"hostname": ...}), None while unbound."""
-        self.kube, self.cache, self.addresses = kube, cache, addresses
-        self._dirty = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        super().__init__(cache)
+        self.kube, self.addresses = kube, addresses
         self._sent: dict[tuple, str] = {}
 
-    def start(self) -> None:
-        self.cache.subscribe(self._on_event)
-        self._task = asyncio.create_task(self._run())
-        self.poke()
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self.cache.unsubscribe(self._on_event)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    def poke(self) -> None:
-        self._dirty.set()
-
-    def _on_event(self, _event: str, _obj: dict) -> None:
-        self._dirty.set()
-
-    async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            try:
-                await self.reconcile()
-            except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.debug("reconcile: %s", exc)
-                await asyncio.sleep(0.2)
-                self._dirty.set()
+    async def reconcile_once(self) -> None:
+        try:
+            await self.reconcile()
+        except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.debug("reconcile: %s", exc)
+            await asyncio.sleep(0.2)
+            self.poke()
 
     async def reconcile(self) -> None:
         for service in self.cache.list(SERVICES):

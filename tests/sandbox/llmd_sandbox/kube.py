@@ -275,3 +275,40 @@ class Cache:
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 log.debug("informer %s: %r", res.plural, exc)
             await asyncio.sleep(RETRY_SECONDS)
+
+
+class Reconciler:
+    """A level-triggered controller on the cache: reconcile_once() runs after any change the cache sees, and the
+    changes made while it runs coalesce into one more run."""
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.cache.subscribe(self._on_event)
+        self._task = asyncio.create_task(self._run())
+        self.poke()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self.cache.unsubscribe(self._on_event)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    def poke(self) -> None:
+        self._dirty.set()
+
+    def _on_event(self, _event: str, _obj: dict) -> None:
+        self._dirty.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await self.reconcile_once()
+
+    async def reconcile_once(self) -> None:
+        raise NotImplementedError

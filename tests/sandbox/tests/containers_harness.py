@@ -18,7 +18,7 @@ IMAGES = {
     "vllm": "ghcr.io/llm-d/llm-d-inference-sim:v0.5.0",
     "routing-proxy": "ghcr.io/llm-d/llm-d-routing-sidecar:v0.2.0",
     "epp": "ghcr.io/llm-d/llm-d-inference-scheduler:v0.3.0",
-    "gateway": "docker.io/istio/proxyv2:1.27.1",
+    "fault": "llmd-sandbox-fault:latest",
 }
 
 

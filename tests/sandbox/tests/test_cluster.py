@@ -162,6 +162,56 @@ def test_the_node_is_ready_schedulable_and_its_lease_renews(echo, first_lease):
     assert renewed_at > first_at
 
 
+def test_a_node_marked_unknown_posts_ready_again_and_loses_its_taint(echo):
+    # What the node lifecycle controller does when it missed the Lease (the API server restarted): without the
+    # kubelet's status loop the Node stayed Unknown, tainted unreachable, and no replacement pod was scheduled.
+    unknown = {"status": {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                                          "message": "Kubelet stopped posting node status."}]}}
+    kubectl(echo.sandbox, "patch", "node", NODE_NAME, "--subresource=status", "--type=strategic",
+            "-p", json.dumps(unknown))
+
+    def ready_and_untainted():
+        node = get_json(echo, "node", NODE_NAME)
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        return node if ready == "True" and not node["spec"].get("taints") else None
+
+    wait_until(ready_and_untainted, timeout=40, what="the node Ready again and untainted", interval=0.5)
+
+
+def test_a_pod_marked_not_ready_by_the_controller_is_posted_ready_again(echo):
+    # The node lifecycle controller's markPodsNotReady; the kubelet's status manager reconciles it.
+    [pod] = get_json(echo, "pods", "-n", ECHO_NAMESPACE, "-l", "app=echo")["items"]
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    kubectl(echo.sandbox, "patch", "pod", "-n", ECHO_NAMESPACE, pod["metadata"]["name"], "--subresource=status",
+            "--type=strategic", "-p", json.dumps(not_ready))
+
+    def ready():
+        current = get_json(echo, "pod", "-n", ECHO_NAMESPACE, pod["metadata"]["name"])
+        return {c["type"]: c["status"] for c in current["status"]["conditions"]}["Ready"] == "True"
+
+    wait_until(ready, timeout=15, what="the pod Ready again", interval=0.2)
+
+
 def test_the_kubelet_reports_the_control_planes_version(echo):
     node = get_json(echo, "node", NODE_NAME)
     assert node["status"]["nodeInfo"]["kubeletVersion"] == built_version()
+
+
+def test_after_each_api_server_restart_the_controllers_replace_a_deleted_pod(echo):
+    # Last: it restarts the control plane. The soak's third restart in a row used to leave the controller-manager
+    # blind (its informers backing off), so that a deleted pod got no replacement and the Node went Unknown.
+    def pids():
+        return {p["role"]: p["pid"] for p in echo.state["processes"] if "role" in p}
+
+    name = echo.pod()
+    for restart in range(1, 4):
+        before = pids()
+        assert echo.sandbox.restart_api_server() != before["kube-apiserver"]
+        after = pids()
+        for role in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            assert after[role] != before[role], (restart, role)
+        replacement = echo.sandbox.restart_pod(name, ECHO_NAMESPACE)
+        assert replacement != name, restart
+        name = replacement
+    node = get_json(echo, "node", NODE_NAME)
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"

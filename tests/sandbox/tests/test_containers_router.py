@@ -1,4 +1,4 @@
-"""The routing data plane (standalone EPP and gateway) against a small fake API server over TLS."""
+"""The sandbox's own router (the P/D EPP of pd-disaggregation) against a small fake API server over TLS."""
 
 import asyncio
 import datetime
@@ -66,7 +66,6 @@ class FakeCluster:
     def __init__(self, directory):
         self.pools: dict = {}
         self.pods: list = []
-        self.routes: list = []
         self.unauthorized = 0
         self.ca_file, key_file = write_self_signed(directory)
         self.loop = asyncio.new_event_loop()
@@ -77,7 +76,6 @@ class FakeCluster:
         app = web.Application()
         app.router.add_get("/apis/{group}/{version}/namespaces/{ns}/inferencepools/{name}", self.get_pool)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self.list_pods)
-        app.router.add_get("/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", self.list_routes)
         port = self._serve(app, "127.0.0.1", 0, tls)
         self.url = f"https://127.0.0.1:{port}"
 
@@ -135,12 +133,6 @@ class FakeCluster:
         items = [p for p in self.pods if wanted.items() <= p["metadata"]["labels"].items()]
         return web.json_response({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
                                   "items": items})
-
-    async def list_routes(self, request):
-        if not self._authorized(request):
-            return self._status(401, "Unauthorized")
-        return web.json_response({"kind": "HTTPRouteList", "apiVersion": "gateway.networking.k8s.io/v1",
-                                  "metadata": {"resourceVersion": "1"}, "items": self.routes})
 
     def add_pool(self, pool: tuple) -> None:
         api, name, body = pool
@@ -270,47 +262,3 @@ def test_pd_end_to_end_through_the_routing_sidecar(containers, cluster):
     prefill.wait_for_line(r'"POST /v1/chat/completions HTTP/1\.1" 200 OK$')
     decode.wait_for_line(r'"POST /v1/chat/completions HTTP/1\.1" 200 OK$')
     assert prefilled_tokens() - before == 1  # the prefill pod ran the prompt with max_tokens 1
-
-
-def route(name: str, gateway: str, rules: list) -> dict:
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway}],
-                     "rules": rules}}
-
-
-def rule(pool: str, group: str, path: str = "/", timeout: str | None = None) -> dict:
-    body = {"matches": [{"path": {"type": "PathPrefix", "value": path}}],
-            "backendRefs": [{"group": group, "kind": "InferencePool", "name": pool}]}
-    if timeout:
-        body["timeouts"] = {"request": timeout}
-    return body
-
-
-def test_gateway_follows_its_httproute_to_the_pool(containers, cluster):
-    ip = random_pod_ip()
-    cluster.serve_recorder(ip, "rec-0")
-    cluster.pods = [pod("rec-0", ip, {"app": "ms"})]
-    cluster.add_pool(pool_v1("pool", {"app": "ms"}))
-    cluster.routes = [
-        route("main", "gw", [rule("pool", V1[0], "/v1"), rule("pool", V1[0], "/slow", timeout="200ms"),
-                             rule("pool", V1ALPHA2[0], "/wrong-group")]),
-        route("elsewhere", "other-gateway", [rule("pool", V1[0], "/other")]),
-    ]
-    gateway = containers("gateway", ["--gateway-name", "gw", "--port", 80, "--status-port", 15021],
-                         pod="gw-istio-0", **cluster.container_spec())
-    gateway.wait_for_port(80)
-    url = f"http://{gateway.pod_ip}"
-    assert requests.get(url + ":15021/healthz/ready", timeout=5).status_code == 200
-    answer = wait_status(url, 200)
-    assert answer.json()["headers"]["x-gateway-destination-endpoint"] == f"{ip}:8000"
-    gateway.wait_for_line(r'^\[\S+Z\] "POST /v1/completions HTTP/1\.1" 200 - via_upstream .*"' + ip + ':8000"$')
-    assert requests.get(url + "/other", timeout=5).status_code == 404
-    assert requests.get(url + "/wrong-group", timeout=5).status_code == 500
-    slow = requests.get(url + "/slow/x", headers={"x-sleep": "1"}, timeout=5)
-    assert slow.status_code == 504 and slow.text == "upstream request timeout"
-    assert requests.get(url + "/slow/x", timeout=5).json()["path"] == "/slow/x"
-    cluster.pods = []
-    assert wait_status(url, 503).text == "no healthy upstream"
-    gateway.wait_for_line(r'" 503 UH no_healthy_upstream ')
-    assert gateway.stop() == 0

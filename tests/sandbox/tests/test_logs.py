@@ -159,8 +159,13 @@ def test_crashloop_pod_status(crashloop):
     proxy = pod.status.init_container_statuses[0]
     assert proxy.name == "routing-proxy" and proxy.state.running and proxy.restart_count == 0
     # kubectl's STATUS column reads the waiting reason
-    listing = kubectl(crashloop, "get", "pod", "-n", CRASHLOOP_NAMESPACE, name, "--no-headers").stdout
-    assert re.search(r"\s1/2\s+CrashLoopBackOff\s+\d+ \(", listing), listing
+    # (read until the back-off shows: the container may be restarting at the moment kubectl asks)
+
+    def backing_off():
+        listing = kubectl(crashloop, "get", "pod", "-n", CRASHLOOP_NAMESPACE, name, "--no-headers").stdout
+        return listing if re.search(r"\s1/2\s+CrashLoopBackOff\s+\d+ \(", listing) else None
+
+    assert wait_until(backing_off, 30, "kubectl's STATUS CrashLoopBackOff", interval=0.2)
 
 
 def test_previous_shows_the_crashed_containers_log(crashloop):

@@ -1,5 +1,6 @@
-"""The real llm-d components in the sandbox answer as themselves: llm-d-inference-sim v0.10 in the sim scenario,
-the EPP (gateway-api-inference-extension) and Envoy of the llm-d-router-standalone render in optimized-baseline.
+"""The real llm-d components in the sandbox answer as themselves: llm-d-inference-sim v0.10, GAIE's EPP and Envoy
+as the kgateway gateway's proxy in the sim scenario, the EPP and Envoy of the llm-d-router-standalone render in
+optimized-baseline.
 Every expectation here is what the real binary does; none is the sandbox's own."""
 
 import json
@@ -15,6 +16,21 @@ from llmd_sandbox.fixture import Sandbox
 
 SIM_NAMESPACE = "llm-d-sim"
 BASELINE_NAMESPACE = "llm-d-optimized-baseline"
+GATEWAY_SERVICE = "Service/llm-d-sim/infra-sim-inference-gateway"
+SIM_ROUTE = "httproute/ms-sim-llm-d-modelservice"
+# A pod of the sim's pool whose simulator serves but which never becomes Ready (its probe asks a closed port).
+UNREADY_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: unready-sim, namespace: llm-d-sim, labels: {llm-d.ai/inferenceServing: "true", llm-d.ai/role: decode}}
+spec:
+  containers:
+  - name: vllm
+    image: ghcr.io/llm-d/llm-d-inference-sim:v0.10.2
+    args: [--model, random, --port, "8000", --force-dummy-tokenizer]
+    env: [{name: POD_NAME, value: unready-sim}]
+    readinessProbe: {httpGet: {path: /health, port: 8999}, periodSeconds: 1}
+"""
 FAILING_POD = """
 apiVersion: v1
 kind: Pod
@@ -60,19 +76,25 @@ def _kubectl(sandbox, *args, check=True):
 
 
 def test_the_processes_are_the_real_binaries(sim, baseline):
-    commands = []
-    for sandbox in (sim, baseline):
+    def programs(sandbox):
+        """container -> the basename of the program its process runs."""
+        out = {}
         for entry in sandbox.state["processes"]:
             try:
                 with open(f"/proc/{entry['pid']}/cmdline", "rb") as cmdline:
-                    commands.append(cmdline.read().split(b"\0")[0].decode())
+                    out[entry.get("container") or entry.get("role") or str(entry["pid"])] = os.path.basename(
+                        cmdline.read().split(b"\0")[0].decode())
             except FileNotFoundError:
                 continue
-    names = {os.path.basename(c) for c in commands}
+        return out
+
+    in_sim, in_baseline = programs(sim), programs(baseline)
+    names = set(in_sim.values()) | set(in_baseline.values())
     assert any(n.startswith("llm-d-inference-sim-v0.10") for n in names), names
-    assert any(n.startswith("epp-v") for n in names), names
-    assert "envoy" in names, names
     assert any(n.startswith("kube-apiserver-v1.33") for n in names), names
+    # the kgateway gateway's proxy and its v1alpha2 pool's picker; the standalone chart's Envoy and EPP
+    assert in_sim["kgateway-proxy"] == "envoy" and in_sim["epp"] == "epp-v1alpha2-v1.3.0", in_sim
+    assert in_baseline["envoy-proxy"] == "envoy" and in_baseline["epp"] == "epp-v1.5.0", in_baseline
 
 
 def test_the_simulator_serves_the_openai_api(sim):
@@ -170,3 +192,98 @@ def test_the_epps_metrics_want_a_token(baseline):
     answer = requests.get(f"{state['api_server']}{metrics}", timeout=10, verify=state["ca_file"],
                           headers={"Authorization": f"Bearer {state['tokens']['admin']}"})
     assert answer.status_code == 401 and "Unauthorized" in answer.text
+
+
+def _gateway(sandbox) -> str:
+    return f"http://{sandbox.state['external'][GATEWAY_SERVICE]}"
+
+
+def _answer_of(status, get):
+    """check() for _until: the answer of get() when it has this status, else None."""
+    def check():
+        answer = get()
+        return answer if answer.status_code == status else None
+    return check
+
+
+def _until(check, seconds=30.0):
+    """The last answer of check() once it is truthy (or when time is up): Envoy reloads its files within ~1 s."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = check()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def _completion(url, max_tokens=2):
+    return requests.post(f"{url}/v1/completions", timeout=10,
+                         json={"model": "random", "prompt": "hi", "max_tokens": max_tokens, "ignore_eos": True})
+
+
+def test_the_gateway_is_envoy_routing_where_the_epp_says(sim):
+    url = _gateway(sim)
+    models = requests.get(f"{url}/v1/models", timeout=5)
+    assert models.status_code == 200 and models.json()["data"][0]["id"] == "random"
+    assert models.headers["server"] == "envoy" and models.headers["x-went-into-resp-headers"] == "true"
+    answer = _completion(url)
+    assert answer.status_code == 200 and answer.headers["x-inference-pod"].startswith("ms-sim-llm-d-modelservice-")
+    bad = requests.post(f"{url}/v1/completions", data="not json", timeout=5)  # the EPP refuses it, Envoy says so
+    assert bad.status_code == 400 and bad.text.startswith("inference gateway: BadRequest"), bad.text
+
+
+def test_envoy_follows_the_route_its_match_and_timeout(sim):
+    """A changed HTTPRoute reaches the running Envoy: no match is Envoy's 404, the route's timeout its 504."""
+    url = _gateway(sim)
+    _kubectl(sim, "patch", "-n", SIM_NAMESPACE, SIM_ROUTE, "--type=json", "-p", json.dumps([
+        {"op": "replace", "path": "/spec/rules/0/matches/0/path/value", "value": "/v1"},
+        {"op": "replace", "path": "/spec/rules/0/timeouts/request", "value": "100ms"}]))
+    try:
+        outside = _until(_answer_of(404, lambda: requests.get(f"{url}/metrics", timeout=5)))
+        assert outside is not None and outside.text == "" and outside.headers["server"] == "envoy"
+        cut = _completion(url, max_tokens=200)  # 20 ms + 200 x 5 ms, past the 100 ms route timeout
+        assert cut.status_code == 504 and cut.text == "upstream request timeout"
+    finally:
+        _kubectl(sim, "patch", "-n", SIM_NAMESPACE, SIM_ROUTE, "--type=json", "-p", json.dumps([
+            {"op": "replace", "path": "/spec/rules/0/matches/0/path/value", "value": "/"},
+            {"op": "replace", "path": "/spec/rules/0/timeouts/request", "value": "0s"}]))
+    assert _until(lambda: _completion(url, max_tokens=200).status_code == 200)
+
+
+def test_the_epp_picks_ready_pods_only(sim):
+    subprocess.run(sim.kubectl("apply", "-f", "-"), input=UNREADY_POD, text=True, check=True, capture_output=True,
+                   timeout=60)
+    try:
+        _until(lambda: _kubectl(sim, "get", "-n", SIM_NAMESPACE, "pod/unready-sim", "-o",
+                                "jsonpath={.status.podIP}").stdout)
+        pods = {_completion(_gateway(sim)).headers.get("x-inference-pod") for _attempt in range(12)}
+        assert pods and "unready-sim" not in pods and None not in pods, pods
+    finally:
+        _kubectl(sim, "delete", "-n", SIM_NAMESPACE, "pod/unready-sim", "--wait=false")
+
+
+def test_without_its_picker_the_gateway_answers_as_the_pools_failure_mode_says(sim):
+    """FailClose: Envoy's 500 with no body; FailOpen: Envoy routes without a destination, `no healthy upstream`."""
+    url = _gateway(sim)
+    _kubectl(sim, "scale", "-n", SIM_NAMESPACE, "deployment/gaie-sim-epp", "--replicas=0")
+    try:
+        closed = _until(_answer_of(500, lambda: requests.get(f"{url}/v1/models", timeout=5)))
+        assert closed is not None and closed.text == ""
+        _kubectl(sim, "patch", "-n", SIM_NAMESPACE, "inferencepool.inference.networking.x-k8s.io/gaie-sim",
+                 "--type=merge", "-p", '{"spec": {"extensionRef": {"failureMode": "FailOpen"}}}')
+        opened = _until(_answer_of(503, lambda: requests.get(f"{url}/v1/models", timeout=5)))
+        assert opened is not None and opened.text == "no healthy upstream"
+    finally:
+        _kubectl(sim, "patch", "-n", SIM_NAMESPACE, "inferencepool.inference.networking.x-k8s.io/gaie-sim",
+                 "--type=merge", "-p", '{"spec": {"extensionRef": {"failureMode": "FailClose"}}}')
+        _kubectl(sim, "scale", "-n", SIM_NAMESPACE, "deployment/gaie-sim-epp", "--replicas=1")
+        _kubectl(sim, "rollout", "status", "-n", SIM_NAMESPACE, "deployment/gaie-sim-epp", "--timeout=60s")
+    # The new picker must be in its Service's EndpointSlice, in Envoy's files, and have listed the pool's pods.
+    answers = []
+
+    def models():
+        answers.append(requests.get(f"{url}/v1/models", timeout=5))
+        return answers[-1]
+    back = _until(_answer_of(200, models), seconds=90)
+    assert back is not None, (answers[-1].status_code, answers[-1].text[:200], _kubectl(
+        sim, "logs", "-n", SIM_NAMESPACE, "deployment/gaie-sim-epp", "--tail=20", check=False).stdout)

@@ -143,8 +143,9 @@ def test_warming_up_then_serving(llmd_sandbox):
     pod_ip = sandbox.state["pods"][f"llm-d-warming-up/{name}"]["ip"]
     proxied = requests.get(f"http://{pod_ip}:8000/v1/models", timeout=5)
     assert (proxied.status_code, proxied.text) == (502, "")  # the routing-proxy, vLLM still loading
-    through_gateway = requests.get(f"http://{gateway}/v1/models", timeout=5)
-    assert through_gateway.status_code == 503 and "no healthy upstream" in through_gateway.text
+    through_gateway = requests.get(f"http://{gateway}/v1/models", timeout=5)  # the real EPP answers itself
+    assert (through_gateway.status_code, through_gateway.text) == (
+        500, "inference gateway: Internal - no pods available in datastore")
     api = core_api(sandbox)
     ready = {c.type: c.status for c in api.read_namespaced_pod(name, "llm-d-warming-up").status.conditions}
     assert ready["Ready"] == "False"
@@ -160,7 +161,9 @@ def test_no_healthy_upstream_behind_a_programmed_gateway(llmd_sandbox):
     sandbox = llmd_sandbox("no-healthy-upstream")
     gateway_ip = sandbox.state["external"]["Service/llm-d-no-healthy-upstream/infra-no-healthy-upstream-inference-gateway"]
     answer = requests.post(f"http://{gateway_ip}/v1/completions", json={"model": "random", "prompt": "hi"}, timeout=5)
-    assert answer.status_code == 503 and answer.text == "no healthy upstream"
+    # GAIE v1.3.0's EPP, before the gateway's Envoy could say `no healthy upstream`
+    assert (answer.status_code, answer.text) == (
+        503, "inference gateway: ServiceUnavailable - failed to find candidate pods for serving the request")
     gateway = client.CustomObjectsApi(config.new_client_from_config(str(sandbox.kubeconfig))).get_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", "llm-d-no-healthy-upstream", "gateways",
         "infra-no-healthy-upstream-inference-gateway")

@@ -36,11 +36,12 @@ def test_the_issue_lists_every_scenario():
     assert set(LLM_D) == {
         "sim", "inference-scheduling", "optimized-baseline", "pd-disaggregation", "nodeport", "ingress",
         "ingress-hostname", "openshift-route", "warming-up", "no-healthy-upstream", "crashloop", "two-gateways",
-        "no-gateway", "simulated-accelerators"}  # the last: today's guide, every component real
+        "no-gateway", "simulated-accelerators",  # today's guide, every component real
+        "faults"}  # the sim stack with a fault sidecar, for tests/integration/targets/faults
 
 
 def test_an_unknown_scenario_names_the_known_ones():
-    with pytest.raises(scenarios.ScenarioError, match="known: crashloop, echo, inference-scheduling"):
+    with pytest.raises(scenarios.ScenarioError, match="known: crashloop, echo, faults, inference-scheduling"):
         scenarios.load("nope")
 
 

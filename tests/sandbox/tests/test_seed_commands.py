@@ -24,13 +24,20 @@ DECODE_PODS = """DECODE_PODS=$(kubectl get pods --no-headers -n ${NAMESPACE} -l 
 PREFILL_PODS = """PREFILL_PODS=$(kubectl get pods --no-headers -n ${NAMESPACE} -l "llm-d.ai/role=prefill" -o custom-columns=":metadata.name")"""
 
 
+MOST_UP = 3  # each idle sandbox is a control plane, an EPP and Envoys: more at once starve a 2-core machine
+
+
 @pytest.fixture(scope="module")
 def sandboxes(tmp_path_factory):
-    """One sandbox per scenario for the whole module, started on first use."""
-    started = {}
+    """One sandbox per scenario, started on first use; the least recently used is stopped beyond MOST_UP."""
+    started = {}  # name -> directory, least recently used first
 
     def get(name: str) -> dict:
-        if name not in started:
+        if name in started:
+            started[name] = started.pop(name)
+        else:
+            if len(started) >= MOST_UP:
+                cli.down(started.pop(next(iter(started))))
             directory = tmp_path_factory.mktemp(name)
             cli.up(name, directory, watch_pid=os.getpid(), lifetime=900)
             started[name] = directory

@@ -18,11 +18,8 @@ PROGRAMS = (
     ("vllm", "vllm"),
     ("llm-d-inference-scheduler", "epp"),
     ("epp", "epp"),
-    ("istio", "gateway"),
-    ("proxyv2", "gateway"),
-    ("envoy", "gateway"),
-    ("kgateway", "gateway"),
     ("llmd-sandbox-echo", "echo"),  # the sandbox's own test server (tests/sandbox/tests)
+    ("llmd-sandbox-fault", "fault"),  # faults of a gateway or model server (tests/integration/targets/faults)
 )
 
 

@@ -2,7 +2,6 @@
 
 import datetime
 import json
-import time
 
 
 def emit(line: str) -> None:
@@ -39,13 +38,3 @@ def zap(level: str, caller: str, message: str, **values) -> None:
               "caller": caller, "msg": message}
     record.update(values)
     emit(json.dumps(record))
-
-
-def envoy_access(method: str, path: str, status: int, flags: str, details: str, received: int, sent: int,
-                 started: float, user_agent: str, request_id: str, authority: str, upstream: str) -> None:
-    """Envoy's default access log line (Istio's TEXT format, shortened to the fields that matter)."""
-    start = datetime.datetime.fromtimestamp(started, datetime.timezone.utc)
-    duration_ms = int((time.time() - started) * 1000)
-    emit(f'[{start.isoformat(timespec="milliseconds").replace("+00:00", "Z")}] "{method} {path} HTTP/1.1" '
-         f'{status} {flags} {details} - "-" {received} {sent} {duration_ms} - "-" "{user_agent or "-"}" '
-         f'"{request_id or "-"}" "{authority or "-"}" "{upstream or "-"}"')

@@ -47,9 +47,12 @@ async def relay(request: web.Request, session: aiohttp.ClientSession, url: str, 
                 if upstream.content_length is not None:
                     response.content_length = upstream.content_length
                 await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
+                try:
+                    async for chunk in upstream.content.iter_any():
+                        await response.write(chunk)
+                    await response.write_eof()
+                except ConnectionResetError:
+                    pass  # the client went away mid-answer: nothing left to send it to (Go's proxy aborts too)
                 return response
     except TimeoutError:
         if response is None:

@@ -1,5 +1,5 @@
-"""The routing data plane shared by the gateway and the standalone EPP: which pods an InferencePool has
-ready, and which one serves a request.
+"""The routing of the sandbox's own EPP (pd-disaggregation's P/D picker: it needs llm-d-router's plugins, which
+cannot be built here): which pods an InferencePool has ready, and which one serves a request.
 
 Reads the pool and its pods from the API server (both InferencePool API groups), keeps decode pods as
 targets and, in P/D, prefill pods as `x-prefiller-host-port` candidates. Picks a pod by prefix affinity
@@ -112,7 +112,6 @@ class Routed:
     model: str = ""
     endpoint: Endpoint | None = None
     decision: str | None = None
-    outcome: str = "no_healthy_upstream"  # or via_upstream, connect_failure, timeout
 
 
 class Router:
@@ -143,8 +142,7 @@ class Router:
             return None
         return candidates[next(self._prefill_turn) % len(candidates)]
 
-    async def handle(self, request: web.Request, session: aiohttp.ClientSession,
-                     timeout: float | None = None) -> Routed:
+    async def handle(self, request: web.Request, session: aiohttp.ClientSession) -> Routed:
         body = await request.read()
         try:
             fields = json.loads(body) if body else {}
@@ -164,14 +162,9 @@ class Router:
                 extra["x-prefiller-host-port"] = prefill.address
         try:
             routed.response = await relay(request, session, f"http://{routed.endpoint.address}{request.path_qs}",
-                                          body, forwarded_headers(request, **extra), timeout=timeout)
-            routed.outcome = "via_upstream"
+                                          body, forwarded_headers(request, **extra))
         except aiohttp.ClientConnectorError:
             routed.response = web.Response(status=503, text=ENVOY_CONNECT_FAILURE)
-            routed.outcome = "connect_failure"
-        except TimeoutError:
-            routed.response = web.Response(status=504, text="upstream request timeout")
-            routed.outcome = "timeout"
         return routed
 
 
