@@ -1,6 +1,7 @@
 """inference_check's TTFT and inter-token latency against the sandbox's configured ground truth.
 
-One sandbox (scenario `sim`); its decode pods' simulated vLLM writes the first token TTFT ms after a request
+One sandbox (scenario `sim`); its decode pods' llm-d-inference-sim (the real one, with the pod spec's --time-to-first-token and
+--inter-token-latency) writes the first token TTFT ms after a request
 arrives and each next one ITL ms later (the truth, from state.json). The module is run as Ansible runs it,
 one Python process per request (`python -m ...inference_check args.json`), streaming directly to one decode
 pod's vLLM, REQUESTS times after one untimed warm-up. Printed: the measured TTFT and ITL minus the truth

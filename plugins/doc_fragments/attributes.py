@@ -16,6 +16,22 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+"""
+
+    # Modules whose action plugin runs their work in the controller: extend with llmd.verify.attributes.in_controller.
+    IN_CONTROLLER = r"""
+options: {}
+attributes:
+  action:
+    support: full
+    details:
+      - When the task runs on the controller (a C(local) connection, as for C(localhost)), the module's work
+        runs in the controller's process, with the same options, result and errors, and without starting a
+        module process.
+      - It runs as a module, on the task's host, with another connection, with C(become), with a task or play
+        C(environment), with C(async), or when the controller's Python lacks a library the module needs.
 """
 
     # Modules that only read: extend with llmd.verify.attributes and llmd.verify.attributes.info_module.

@@ -37,6 +37,7 @@ from ansible_collections.llmd.verify.plugins.module_utils._service_ports import 
 from ansible_collections.llmd.verify.plugins.module_utils._http import (
     Response,
     TransportError,
+    check_timeout,
     transport_error,
     transport_from_params as http_transport_from_params,
 )
@@ -134,7 +135,7 @@ class ApiProxyTransport:
                  obj=None, prefer="http"):
         self.api_client = api_client
         self.namespace, self.resource, self.name, self.port, self.scheme = namespace, kind, name, port, scheme
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         self.headers = dict(headers or {})
         self.prefer = prefer
         self._obj = obj
@@ -193,13 +194,19 @@ class ApiProxyTransport:
         """The ApiClient is shared (cached by module_utils._k8s_client): nothing to close here."""
 
 
-def open_transport(params):
-    """The transport the options ask for: HttpTransport (direct) or ApiProxyTransport (api_proxy)."""
+def open_transport(params, api_client=None, obj=None, prefer="http"):
+    """The transport the options ask for: HttpTransport (direct) or ApiProxyTransport (api_proxy).
+
+    For api_proxy, api_client (else one for kubeconfig and context), obj (the Service or Pod, when already
+    read) and prefer (the port to choose among several) are passed on to ApiProxyTransport.
+    """
     if (params.get("transport") or "direct") == "direct":
         return http_transport_from_params(params)
-    # Imported here for the same reason: direct checks do not load kubernetes.
-    from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import get_api_client
+    if api_client is None:
+        # Imported here for the same reason: direct checks do not load kubernetes.
+        from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import get_api_client
+        api_client = get_api_client({"kubeconfig": params.get("kubeconfig"), "context": params.get("context")})
     kind, name = ("services", params["service"]) if params.get("service") else ("pods", params["pod"])
-    api_client = get_api_client({"kubeconfig": params.get("kubeconfig"), "context": params.get("context")})
     return ApiProxyTransport(api_client, params["namespace"], kind, name, params.get("port"),
-                             params.get("scheme") or "http", params.get("timeout") or 30, params.get("headers"))
+                             params.get("scheme") or "http", params.get("timeout") or 30, params.get("headers"),
+                             obj=obj, prefer=prefer)

@@ -16,7 +16,8 @@ def _text(result):
     if not isinstance(error, dict):
         error = {"message": str(error)}
     parts = [result.get("msg"), error.get("message"), error.get("type"), error.get("body")]
-    parts.extend(result.get("problems") or [])
+    if isinstance(result.get("problems"), list):
+        parts.extend(result["problems"])
     return " ".join(str(part) for part in parts if part).lower()
 
 
@@ -26,9 +27,14 @@ def _status(result):
         status = result["error"].get("status")
     try:
         return int(status)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
 
+
+# The causes of the checks that do not come from an HTTP answer (check records of module_utils._checks).
+LOG_ERRORS_CAUSE = "the %s pods logged errors: read them in the report"
+NOT_DISAGGREGATED_CAUSE = ("requests are not disaggregated: the router does not pick a prefill pod, or the decode "
+                           "routing-proxy does not call it")
 
 RULES = (
     (lambda s, t, p: "system:anonymous" in t,
@@ -42,6 +48,18 @@ RULES = (
     (lambda s, t, p: "cannot reach the kubernetes api server" in t,
      "the cluster's Kubernetes API server does not answer: the cluster is down, or the kubeconfig or its context "
      "points at the wrong address"),
+    (lambda s, t, p: "cannot load the kubernetes configuration" in t,
+     "the kubeconfig cannot be used as given: the file, the context or its user is missing or malformed (compare "
+     "the context with `kubectl config get-contexts`)"),
+    (lambda s, t, p: "tls failed" in t or "certificate verify failed" in t,
+     "the endpoint's TLS certificate was not accepted: it is for another host name than the one reached (use the "
+     "name it was issued for, with resolve for its address), or its CA is not trusted (set ca_path)"),
+    (lambda s, t, p: "connection ended before the body was complete" in t,
+     "the connection was cut in the middle of the answer: the model server pod restarted or died, or a proxy on "
+     "the way (gateway, port-forward, load balancer) closed it; read the decode pods' restarts and logs"),
+    (lambda s, t, p: "closed before any answer" in t,
+     "the connection was closed before an answer, twice: a pod restarting behind the gateway or port-forward, or "
+     "a proxy on the way (gateway, load balancer) closing it; run the check again and read the pods' restarts"),
     (lambda s, t, p: "no service port" in t or "unknown port" in t,
      "the Kubernetes API server proxy was asked for a port the Service or pod does not have"),
     (lambda s, t, p: "no pods available in datastore" in t or "failed to find candidate pods" in t
@@ -63,7 +81,7 @@ RULES = (
      "the pool is saturated: the endpoint picker's queue is full"),
     (lambda s, t, p: s in (401, 403),
      "the endpoint requires credentials: set the API key the gateway expects"),
-    (lambda s, t, p: s == 504 or p in ("first_byte", "stream") and "timed out" in t,
+    (lambda s, t, p: s == 504 or p in ("first byte", "stream") and "timed out" in t,
      "a timeout on the way: a Route or HTTPRoute timeout shorter than the request (OpenShift's default is "
      "30 s), or an overloaded model server"),
     (lambda s, t, p: s == 500 and "empty body" in t,

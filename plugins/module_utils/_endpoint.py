@@ -329,13 +329,13 @@ def route_timeout_warnings(route):
 def service_reach(namespace, service, port, scheme, local_port):
     """How a play outside the cluster reaches a ClusterIP Service: a port-forward or the API server's proxy."""
     number = int(port["port"])
-    proxy_port = "https:%s:%d" % (service, number) if scheme == "https" else "%s:%d" % (service, number)
     return {
         "direct": False,
         "port_forward": {"namespace": namespace, "service": service, "port": number, "local_port": local_port,
                          "endpoint": format_url(scheme, LOCAL_ADDRESS, local_port)},
-        "api_proxy": {"namespace": namespace, "service": service, "port": number,
-                      "path": "/api/v1/namespaces/%s/services/%s/proxy" % (namespace, proxy_port)},
+        # The options of the HTTP modules (group/llmd.verify.http) that reach it through the API server.
+        "api_proxy": {"transport": "api_proxy", "namespace": namespace, "service": service, "port": str(number),
+                      "scheme": scheme},
     }
 
 

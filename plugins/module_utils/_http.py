@@ -6,15 +6,18 @@
 A request returns a Response as soon as the headers are in; its body is read as it arrives, each piece
 stamped on time.perf_counter, so streamed tokens can be timed. Failures become TransportError naming the
 phase (connect, first byte, stream) and whether they mean "not ready yet" (connection refused).
+An answer's body is read without raising, whatever it holds (excerpt, decode_json), and an error body of any
+shape becomes one error record (http_error, describe_error), for every HTTP reader (OpenAI checks, metrics).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import traceback
 
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+from ansible_collections.llmd.verify.plugins.module_utils._errors import MESSAGE_EXCERPT, LlmdError
 
 try:
     import requests
@@ -93,7 +96,8 @@ class Response:
                 return
             except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
                 raise TransportError(
-                    "%s: no data for %s s while reading the response body (%d bytes received)" % (self.target, self.timeout, received),
+                    "%s: stream timed out: no data for %s s while reading the response body (%d bytes received)" % (
+                        self.target, self.timeout, received),
                     phase="stream", status=self.status, hint="raise timeout, or check the model server under load",
                 ) from exc
             if not data:
@@ -134,6 +138,21 @@ def _is_refused(exc):
     return False
 
 
+def _closed_without_answer(exc):
+    """Whether the server (or a proxy or port-forward on the way) closed the connection before any answer."""
+    seen = exc
+    for _depth in range(20):  # a chain is short; one that loops must not hang
+        if seen is None:
+            return False
+        if isinstance(seen, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+            return True
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in getattr(seen, "args", ()) if isinstance(arg, BaseException)), None)
+        seen = inner or seen.__cause__ or seen.__context__
+    return False
+
+
 def transport_error(exc, target, timeout):
     """A TransportError for an exception raised while connecting or waiting for the response headers."""
     connect_timeout = (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
@@ -142,7 +161,8 @@ def transport_error(exc, target, timeout):
         return TransportError("%s: connect timed out after %s s" % (target, timeout), phase="connect",
                               hint="check the address is reachable from here (firewall, LoadBalancer pending)")
     if isinstance(exc, read_timeout) or isinstance(getattr(exc, "reason", None), urllib3.exceptions.ReadTimeoutError):
-        return TransportError("%s: connected, but no response within %s s" % (target, timeout), phase="first byte",
+        return TransportError("%s: first byte timed out: connected, but no response within %s s" % (target, timeout),
+                              phase="first byte",
                               hint="the server accepted the request but did not answer; raise timeout or check the model server")
     if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
         return TransportError("%s: TLS failed: %s" % (target, _reason(exc)), phase="connect",
@@ -153,7 +173,77 @@ def transport_error(exc, target, timeout):
                               hint="nothing listens there yet: is the gateway or port-forward up?")
     if isinstance(exc, (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError)):
         return TransportError("%s: the HTTP proxy failed: %s" % (target, _reason(exc)), phase="connect")
+    if _closed_without_answer(exc):
+        return TransportError("%s: the connection was closed before any answer (%s)" % (target, _reason(exc)),
+                              phase="first byte",
+                              hint="the server or a proxy on the way closed it: a pod restarting behind the gateway "
+                                   "or port-forward, or an idle timeout")
     return TransportError("%s: %s" % (target, _reason(exc)), phase="connect")
+
+
+# ---- reading an answer's body: never raises ----------------------------------------------------
+
+def excerpt(data):
+    """The first 500 characters of a body, as text."""
+    if isinstance(data, bytes):
+        data = data[:MESSAGE_EXCERPT * 4].decode("utf-8", errors="replace")
+    return data[:MESSAGE_EXCERPT]
+
+
+def decode_json(data):
+    """(object, None) for a JSON body, (None, reason) for anything else."""
+    try:
+        return json.loads(data), None
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None, "not JSON (%s)" % exc
+    except RecursionError:
+        return None, "not JSON (nested deeper than this parser follows)"
+
+
+def as_text(value):
+    """value when it is a string, else None (fields of a JSON answer may be anything)."""
+    return value if isinstance(value, str) else None
+
+
+def http_error(status, data):
+    """The server's error, whatever its shape: {status, message, type, code, param}, plus body when not JSON.
+
+    Knows the current OpenAI/vLLM shape {"error": {...}}, the older flat {"object": "error", ...}, a
+    Kubernetes Status (from the API server proxy), {"detail": ...} and {"error": "text"}.
+    """
+    error = {"status": status, "message": None, "type": None, "code": None, "param": None}
+    obj, problem = decode_json(data) if data else (None, "empty body")
+    inner = None
+    if isinstance(obj, dict):
+        if isinstance(obj.get("error"), dict):
+            inner = obj["error"]
+        elif obj.get("object") == "error" or obj.get("kind") == "Status" or "message" in obj:
+            inner = obj
+        elif isinstance(obj.get("error"), str):
+            inner = {"message": obj["error"]}
+        elif obj.get("detail") is not None:
+            inner = {"message": obj["detail"] if isinstance(obj["detail"], str) else json.dumps(obj["detail"])}
+    if inner is not None:
+        message = as_text(inner.get("message")) or (json.dumps(inner.get("message")) if inner.get("message") else None)
+        error["message"] = excerpt(message) if message else None  # a server may send a megabyte of it
+        error["type"] = (as_text(inner.get("type")) or as_text(inner.get("reason")) or "")[:100] or None
+        error["code"] = inner.get("code") if isinstance(inner.get("code"), (int, str)) else None
+        error["param"] = as_text(inner.get("param"))
+    else:
+        text = excerpt(data or b"")
+        error["body"] = text
+        error["message"] = text.strip().splitlines()[0][:200] if text.strip() else problem
+    return error
+
+
+def describe_error(error):
+    """One line: HTTP 404: The model `x` does not exist. (NotFoundError)"""
+    line = "HTTP %s" % error["status"]
+    if error.get("message"):
+        line += ": %s" % error["message"]
+    if error.get("type"):
+        line += " (%s)" % error["type"]
+    return line
 
 
 class _ResolvingPoolManager(_PoolManager):
@@ -205,6 +295,13 @@ def lookup_resolve(resolve, host, port):
     return None
 
 
+def check_timeout(timeout):
+    """timeout, a number of seconds above 0; urllib3 refuses 0 and below with a ValueError."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise LlmdError("timeout must be a number of seconds above 0, got %r" % (timeout,), hint="for example timeout: 30")
+    return timeout
+
+
 class HttpTransport:
     """Requests to an endpoint URL: the "direct" transport."""
 
@@ -223,12 +320,17 @@ class HttpTransport:
             raise LlmdError("endpoint %r is not an http(s) URL" % endpoint, hint="for example http://10.0.0.5 or https://llm.example.com")
         self.base = parsed.url.rstrip("/")
         self.target = self.base
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json"})
         if api_key:
             self.session.headers["Authorization"] = "Bearer %s" % api_key
         self.session.headers.update(headers or {})
+        for name, value in self.session.headers.items():  # http.client sends header values as Latin-1
+            if isinstance(value, str) and not all(ord(char) < 256 for char in value):
+                raise LlmdError("%s holds characters an HTTP header cannot carry (only Latin-1)"
+                                % ("api_key" if name == "Authorization" else "header %s" % name),
+                                hint="check api_key and headers for pasted or non-ASCII characters")
         # Passed with each request: a session's verify loses to REQUESTS_CA_BUNDLE from the environment.
         self.verify = ca_path if (validate_certs and ca_path) else bool(validate_certs)
         self.cert = ((client_cert, client_key) if client_key else client_cert) if client_cert else None
@@ -254,13 +356,19 @@ class HttpTransport:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        started = time.perf_counter()
-        try:
-            response = self.session.request(method, url, data=data, headers=headers, stream=True, verify=self.verify,
-                                            cert=self.cert, timeout=(self.timeout, self.timeout), allow_redirects=False)
-        except requests.exceptions.RequestException as exc:
-            raise transport_error(exc, url, self.timeout) from exc
-        return Response(response.raw, started, url, self.timeout, on_close=response.close)
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                response = self.session.request(method, url, data=data, headers=headers, stream=True,
+                                                verify=self.verify, cert=self.cert,
+                                                timeout=(self.timeout, self.timeout), allow_redirects=False)
+            except requests.exceptions.RequestException as exc:
+                # A kept-alive connection closed before any answer (the pod behind a port-forward was replaced,
+                # an idle timeout): sent once more, on a fresh connection, as curl does.
+                if attempt == 1 and _closed_without_answer(exc):
+                    continue
+                raise transport_error(exc, url, self.timeout) from exc
+            return Response(response.raw, started, url, self.timeout, on_close=response.close)
 
     def close(self):
         self.session.close()

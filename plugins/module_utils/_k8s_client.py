@@ -24,26 +24,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import traceback
 
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+from ansible_collections.llmd.verify.plugins.module_utils._errors import MESSAGE_EXCERPT, LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import auth_options
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_status import ANONYMOUS_HINT, anonymous_message, is_anonymous
 
-try:
-    import kubernetes
-    import urllib3
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
-except ImportError:
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
-    HAS_KUBERNETES = False
-else:
-    KUBERNETES_IMPORT_ERROR = None
-    HAS_KUBERNETES = True
+# The kubernetes package is imported on first use (_import_kubernetes): it costs a module process about 0.3 s,
+# which a run that never talks to the API server (writing a report, stopping a port-forward) need not pay.
+kubernetes = urllib3 = ApiException = ConfigException = None
+HAS_KUBERNETES = importlib.util.find_spec("kubernetes") is not None
+KUBERNETES_IMPORT_ERROR = None if HAS_KUBERNETES else "ModuleNotFoundError: No module named 'kubernetes'"
 
+# How much of what the API server said a message quotes.
 # Connect timeout and read timeout of a call unless the caller passes _request_timeout itself.
 DEFAULT_REQUEST_TIMEOUT = (10, 60)
 
@@ -74,11 +71,29 @@ class _HeaderName(str):
         return self
 
 
+def _import_kubernetes():
+    global kubernetes, urllib3, ApiException, ConfigException  # pylint: disable=global-statement
+    if ConfigException is not None:
+        return
+    try:
+        client_package = importlib.import_module("kubernetes")
+        exceptions = importlib.import_module("kubernetes.client.exceptions")
+        config_exception = importlib.import_module("kubernetes.config.config_exception")
+        http_package = importlib.import_module("urllib3")
+        importlib.import_module("urllib3.exceptions")
+    except ImportError as exc:
+        raise LlmdError("the kubernetes Python package cannot be imported: %s" % exc, hint="pip install kubernetes",
+                        exception=traceback.format_exc()) from exc
+    kubernetes, urllib3, ApiException = client_package, http_package, exceptions.ApiException
+    ConfigException = config_exception.ConfigException
+
+
 def get_api_client(params):
     """An ApiClient for the auth options in params, built once per configuration and process."""
     if not HAS_KUBERNETES:
         raise LlmdError("the kubernetes Python package is required", hint="pip install kubernetes",
                         exception=KUBERNETES_IMPORT_ERROR)
+    _import_kubernetes()
     options = auth_options(params)
     key = _cache_key(options)
     if key not in _clients:
@@ -175,18 +190,19 @@ def api_server(api_client):
 
 
 def _status_message(exc):
-    """The message of the Status object the API server sent, else the HTTP reason."""
+    """The message of the Status object the API server sent (its first 500 characters), else the HTTP reason."""
     try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return exc.reason
+        message = json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError, RecursionError):
+        message = exc.reason
+    return str(message)[:MESSAGE_EXCERPT]
 
 
 def _where(namespace):
     return " in namespace %s" % namespace if namespace else " at the cluster scope"
 
 
-def api_error(exc, verb, resource, namespace=None, name=None, host="the Kubernetes API server"):
+def kubernetes_error(exc, verb, resource, namespace=None, name=None, host="the Kubernetes API server"):
     """The LlmdError for an ApiException, saying what the credentials lack or what is missing."""
     message = _status_message(exc)
     what = "%s %s" % (resource, name) if name else resource
@@ -205,7 +221,7 @@ def api_error(exc, verb, resource, namespace=None, name=None, host="the Kubernet
     if exc.status == 404:
         return K8sNotFound("%s not found%s (404 from %s)" % (what, _where(namespace), host), status=404)
     if not exc.status:  # the client reports TLS failures as an ApiException without status
-        return LlmdError("cannot reach the Kubernetes API server at %s: %s" % (host, exc.reason or exc),
+        return LlmdError("cannot reach the Kubernetes API server at %s: %s" % (host, exc.reason or "no HTTP answer"),
                          hint="check the server address, its CA (ca_cert) and validate_certs")
     return LlmdError("%s %s%s failed: HTTP %s %s: %s" % (verb, what, _where(namespace), exc.status, exc.reason, message),
                      status=exc.status)
@@ -242,6 +258,7 @@ def k8s_get(api_client, path, query=None, *, verb, resource, namespace=None, nam
     "gateways.gateway.networking.k8s.io". Failures become LlmdError (K8sNotFound for 404). timeout is
     (connect, read) in seconds; None means no timeout, for follows.
     """
+    _import_kubernetes()  # an API client made elsewhere (a test's) may come before any of ours
     host = api_server(api_client)
     path_params = {key: value for key, value in (("namespace", namespace), ("name", name)) if value is not None}
     try:
@@ -252,7 +269,7 @@ def k8s_get(api_client, path, query=None, *, verb, resource, namespace=None, nam
             response.read()
             raise ApiException(http_resp=response)  # the generated API classes raise the same, mapped below
     except ApiException as exc:
-        raise api_error(exc, verb, resource, namespace, name, host) from exc
+        raise kubernetes_error(exc, verb, resource, namespace, name, host) from exc
     except urllib3.exceptions.HTTPError as exc:
         raise _unreachable(exc, host) from exc
     except ConfigException as exc:  # an exec plugin failing while refreshing its token
@@ -260,4 +277,13 @@ def k8s_get(api_client, path, query=None, *, verb, resource, namespace=None, nam
                         hint="check the exec plugin (or auth provider) of the kubeconfig") from exc
     if stream:
         return response.response
-    return json.loads(response.read())
+    body = response.read()
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # a proxy's or a web server's page in place of the API server
+        text = body[:200].decode("utf-8", "replace").strip() if isinstance(body, bytes) else str(body)[:200]
+        raise LlmdError("%s %s%s: the answer of %s (HTTP %s) is not JSON: %s"
+                        % (verb, "%s %s" % (resource, name) if name else resource, _where(namespace), host,
+                           response.status, text or "an empty body"),
+                        hint="is host (or the kubeconfig's server) the Kubernetes API server itself, not a proxy or a web "
+                             "page?", status=response.status) from None

@@ -34,7 +34,7 @@ def status_object(data):
     """The Status object in a body (bytes or str) the API server sent, or None when it is something else."""
     try:
         obj = json.loads(data)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested deeper than json follows
         return None
     return obj if isinstance(obj, dict) and obj.get("kind") == "Status" else None
 
@@ -63,4 +63,19 @@ def proxy_request_error(status):
     message = (status or {}).get("message") or ""
     if any(marker in message.lower() for marker in PROXY_REQUEST_ERRORS):
         return message
+    return None
+
+
+def kubernetes_hint(status, data):
+    """A hint for an answer that is the Kubernetes API server's own (through the API server proxy), or None."""
+    status_obj = status_object(data) if data else None
+    if status_obj is None:
+        return None
+    if status == 403 and is_anonymous(status_obj.get("message")):
+        return ANONYMOUS_HINT
+    if proxy_request_error(status_obj):
+        return ("the Kubernetes API server refused the proxy request itself, so it is not waited on: check the "
+                "service or pod and its port (kubectl get service NAME -o yaml)")
+    if status == 403:
+        return "the Kubernetes user needs get (and create, for POST) on services/proxy or pods/proxy (see docs/rbac.md)"
     return None

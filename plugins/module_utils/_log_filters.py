@@ -35,9 +35,10 @@ def compile_patterns(option, patterns):
     for pattern in patterns or []:
         try:
             compiled.append(re.compile(pattern))
-        except re.error as error:
-            raise LlmdError("invalid regular expression in %s: %r (%s)" % (option, pattern, error),
-                            hint="Python re syntax is expected; escape literal characters such as ( or [")
+        except (re.error, OverflowError, RecursionError) as error:  # the last two: too large, nested too deeply
+            reason = "nested too deeply" if isinstance(error, RecursionError) else error
+            raise LlmdError("invalid regular expression in %s: %s (%s)" % (option, repr(pattern)[:100], reason),
+                            hint="Python re syntax is expected; escape literal characters such as ( or [") from None
     return compiled
 
 

@@ -13,11 +13,11 @@ import fnmatch
 import math
 import traceback
 
-from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import ApiProxyTransport, resolve_pod_port
+from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import open_transport, resolve_pod_port
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport
+from ansible_collections.llmd.verify.plugins.module_utils._http import describe_error, http_error
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import auth_options
-from ansible_collections.llmd.verify.plugins.module_utils._openai import api_error, describe_error, kubernetes_hint
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_status import kubernetes_hint
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -112,22 +112,27 @@ def group_by_name(samples):
 
 
 def _key(labels):
-    return tuple(sorted(labels.items()))
+    """A hashable key for labels; as text, since a previous read given back by the user may hold anything."""
+    return tuple(sorted((str(name), str(value)) for name, value in labels.items()))
 
 
 def diff_targets(before, after):
     """What changed between two reads of the same targets.
 
     {target: {metric: {delta, samples: [{labels, before, after, delta}]}}} for every target and metric
-    in both reads; a sample missing from the first read counts from 0 (a counter born since).
+    in both reads; a sample missing from the first read counts from 0 (a counter born since). before comes
+    from the user (the last result given back), so any part of it that is not the shape of a read is absent.
     """
     changes = {}
     for target, now in after.items():
-        then = (before.get(target) or {}).get("metrics")
+        then = before.get(target) if isinstance(before, dict) else None
+        then = then.get("metrics") if isinstance(then, dict) else None
         if not isinstance(then, dict) or not isinstance(now.get("metrics"), dict):
             continue
         for name, samples in now["metrics"].items():
-            old = {_key(entry.get("labels") or {}): entry.get("value") for entry in then.get(name) or [] if isinstance(entry, dict)}
+            entries = then.get(name) if isinstance(then.get(name), list) else []
+            old = {_key(entry.get("labels") or {}): entry.get("value") for entry in entries
+                   if isinstance(entry, dict) and isinstance(entry.get("labels") or {}, dict)}
             rows = []
             for entry in samples:
                 previous = old.get(_key(entry["labels"]), 0.0)
@@ -178,7 +183,7 @@ def _scrape(transport, path, names, token_sent=False):
     finally:
         response.close()
     if response.status != 200:
-        entry = {"status": response.status, "error": describe_error(api_error(response.status, data))}
+        entry = {"status": response.status, "error": describe_error(http_error(response.status, data))}
         text = data.decode("utf-8", errors="replace")[:200]
         hint = kubernetes_hint(response.status, data) or _auth_hint(response.status, transport.kind, token_sent, text)
         if response.status == 401 and hint:
@@ -236,25 +241,24 @@ def read_metrics(params, make_api_client=None):
             except LlmdError as err:
                 entry.update(port=params["port"], status=None, error=err.msg, hint=err.hint)
             else:
-                transport = ApiProxyTransport(api_client, params["namespace"], "pods", name, port,
-                                              params.get("scheme") or "http", timeout, params.get("headers"), obj=pod)
+                transport = open_transport(_proxy_options(params, "pod", name, port), api_client, obj=pod)
                 entry["port"] = port
                 entry.update(_scrape(transport, path, names))
             targets["pod/%s" % name] = entry
     for service in params.get("services") or []:
         name, _sep, port = service.partition(":")
-        transport = ApiProxyTransport(api_client, params["namespace"], "services", name, port or None,
-                                      params.get("scheme") or "http", timeout, params.get("headers"), prefer="metrics")
+        transport = open_transport(_proxy_options(params, "service", name, port or None), api_client, prefer="metrics")
         entry = {"kind": "service", "name": name, "namespace": params["namespace"], "port": port or None, "path": path}
         entry.update(_scrape(transport, path, names))
         entry["port"] = transport.proxy_port or entry["port"]
         targets["service/%s" % service] = entry
     token = params.get("metrics_token")
     for url in params.get("urls") or []:
-        transport = HttpTransport(url, api_key=token, headers=params.get("headers"),
-                                  validate_certs=params.get("url_validate_certs") is not False,
-                                  ca_path=params.get("url_ca_path"), client_cert=params.get("url_client_cert"),
-                                  client_key=params.get("url_client_key"), timeout=timeout)
+        # A url's own token and TLS options, never the Kubernetes ones (METRICS_URL_ARG_SPEC).
+        transport = open_transport({"endpoint": url, "api_key": token, "headers": params.get("headers"),
+                                    "validate_certs": params.get("url_validate_certs") is not False,
+                                    "ca_path": params.get("url_ca_path"), "client_cert": params.get("url_client_cert"),
+                                    "client_key": params.get("url_client_key"), "timeout": timeout})
         entry = {"kind": "url", "name": url, "path": ""}
         entry.update(_scrape(transport, "", names, token_sent=bool(token)))
         transport.close()
@@ -277,6 +281,12 @@ def read_metrics(params, make_api_client=None):
                                                  "for services, services/proxy",
                         **result)
     return result
+
+
+def _proxy_options(params, kind, name, port):
+    """The open_transport options that reach one pod or Service through the API server proxy."""
+    return {"transport": "api_proxy", "namespace": params["namespace"], kind: name, "port": port,
+            "scheme": params.get("scheme"), "timeout": params.get("timeout"), "headers": params.get("headers")}
 
 
 def _default_api_client(params):

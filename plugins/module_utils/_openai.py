@@ -6,7 +6,8 @@
 Parsing never raises, whatever the server sends (malformed JSON, truncated streams, missing fields):
 it returns what it understood and the problems it met. The checks (list_models, wait_for_models,
 check_inference) raise LlmdError when the answer is wrong, with the status and the server's message.
-Transports (module_utils._http.HttpTransport, module_utils._api_proxy.ApiProxyTransport) send the requests.
+Transports (module_utils._http.HttpTransport, module_utils._api_proxy.ApiProxyTransport) send the requests;
+module_utils._http reads the bodies and error records that every HTTP reader shares.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import secrets
 import time
 import traceback
 
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._http import TransportError
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, listed
+from ansible_collections.llmd.verify.plugins.module_utils._http import (
+    TransportError,
+    as_text,
+    decode_json,
+    describe_error,
+    excerpt,
+    http_error,
+)
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_status import (
-    ANONYMOUS_HINT,
-    is_anonymous,
+    kubernetes_hint,
     proxy_not_ready,
     proxy_request_error,
     status_object,
@@ -37,7 +44,6 @@ else:
     HAS_JMESPATH = True
     JMESPATH_IMPORT_ERROR = None
 
-EXCERPT = 500
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 OBJECTS = {"completions": "text_completion", "chat": "chat.completion"}
 # Headers that tell where a request went (gateway, EPP, simulator, model server).
@@ -85,21 +91,6 @@ COARSE_NOTE = ("sent through the Kubernetes API server proxy, which adds a hop a
 
 # ---- parsing: never raises ---------------------------------------------------------------------
 
-def excerpt(data):
-    """The first 500 characters of a body, as text."""
-    if isinstance(data, bytes):
-        data = data[:EXCERPT * 4].decode("utf-8", errors="replace")
-    return data[:EXCERPT]
-
-
-def decode_json(data):
-    """(object, None) for a JSON body, (None, reason) for anything else."""
-    try:
-        return json.loads(data), None
-    except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return None, "not JSON (%s)" % exc
-
-
 def _get(obj, *keys):
     """obj[k1][k2]... or None when any step is missing or of the wrong type."""
     for key in keys:
@@ -110,50 +101,6 @@ def _get(obj, *keys):
             return None
         obj = obj[key] if isinstance(key, int) else obj.get(key)
     return obj
-
-
-def _text(value):
-    return value if isinstance(value, str) else None
-
-
-def api_error(status, data):
-    """The server's error, whatever its shape: {status, message, type, code, param}, plus body when not JSON.
-
-    Knows the current OpenAI/vLLM shape {"error": {...}}, the older flat {"object": "error", ...}, a
-    Kubernetes Status (from the API server proxy), {"detail": ...} and {"error": "text"}.
-    """
-    error = {"status": status, "message": None, "type": None, "code": None, "param": None}
-    obj, problem = decode_json(data) if data else (None, "empty body")
-    inner = None
-    if isinstance(obj, dict):
-        if isinstance(obj.get("error"), dict):
-            inner = obj["error"]
-        elif obj.get("object") == "error" or obj.get("kind") == "Status" or "message" in obj:
-            inner = obj
-        elif isinstance(obj.get("error"), str):
-            inner = {"message": obj["error"]}
-        elif obj.get("detail") is not None:
-            inner = {"message": obj["detail"] if isinstance(obj["detail"], str) else json.dumps(obj["detail"])}
-    if inner is not None:
-        error["message"] = _text(inner.get("message")) or (json.dumps(inner.get("message")) if inner.get("message") else None)
-        error["type"] = _text(inner.get("type")) or _text(inner.get("reason"))
-        error["code"] = inner.get("code") if isinstance(inner.get("code"), (int, str)) else None
-        error["param"] = _text(inner.get("param"))
-    else:
-        text = excerpt(data or b"")
-        error["body"] = text
-        error["message"] = text.strip().splitlines()[0][:200] if text.strip() else problem
-    return error
-
-
-def describe_error(error):
-    """One line: HTTP 404: The model `x` does not exist. (NotFoundError)"""
-    line = "HTTP %s" % error["status"]
-    if error.get("message"):
-        line += ": %s" % error["message"]
-    if error.get("type"):
-        line += " (%s)" % error["type"]
-    return line
 
 
 def not_ready_reason(status, data):
@@ -195,21 +142,6 @@ def not_ready_meaning(reason):
         "yet" % reason)
 
 
-def kubernetes_hint(status, data):
-    """A hint for an answer that is the Kubernetes API server's own (through the API server proxy), or None."""
-    status_obj = status_object(data) if data else None
-    if status_obj is None:
-        return None
-    if status == 403 and is_anonymous(status_obj.get("message")):
-        return ANONYMOUS_HINT
-    if proxy_request_error(status_obj):
-        return ("the Kubernetes API server refused the proxy request itself, so it is not waited on: check the "
-                "service or pod and its port (kubectl get service NAME -o yaml)")
-    if status == 403:
-        return "the Kubernetes user needs get (and create, for POST) on services/proxy or pods/proxy (see docs/rbac.md)"
-    return None
-
-
 def models_from(obj):
     """(ids, data, problems) of a /v1/models answer."""
     data = _get(obj, "data")
@@ -240,7 +172,7 @@ def completion_from(obj, api):
     if not isinstance(choice, dict):
         result["problems"].append("the answer has no choices")
         return result
-    text, message = _get(choice, "text"), _text(_get(choice, "message", "content"))
+    text, message = _get(choice, "text"), as_text(_get(choice, "message", "content"))
     if api == "completions" and isinstance(text, str):
         result["shape"], result["text"] = "current", text
     elif message is not None or isinstance(_get(choice, "message"), dict):
@@ -248,12 +180,12 @@ def completion_from(obj, api):
         result["text"] = message or ""
     else:
         result["problems"].append("choices[0] has neither text nor message.content")
-    result["finish_reason"] = _text(choice.get("finish_reason"))
+    result["finish_reason"] = as_text(choice.get("finish_reason"))
     usage = obj.get("usage")
     result["usage"] = usage if isinstance(usage, dict) else None
     expected = OBJECTS[api]
     if obj.get("object") not in (None, expected) and result["shape"] == "current":
-        result["problems"].append("object is %r, expected %r" % (obj.get("object"), expected))
+        result["problems"].append("object is %s, expected %r" % (excerpt(repr(obj.get("object")))[:100], expected))
     return result
 
 
@@ -335,14 +267,14 @@ class StreamAssembler:
             self.problems.append("event %d is %s" % (self.events, problem or "not a JSON object"))
             return
         if obj.get("error") is not None or obj.get("object") == "error":
-            self.error = api_error(None, data.encode("utf-8"))
+            self.error = http_error(None, data.encode("utf-8"))
             return
         if isinstance(obj.get("usage"), dict):
             self.usage = obj["usage"]
         choice = _get(obj, "choices", 0)
         if not isinstance(choice, dict):
             return  # the usage-only chunk at the end has no choices
-        text, delta = _get(choice, "text"), _text(_get(choice, "delta", "content"))
+        text, delta = _get(choice, "text"), as_text(_get(choice, "delta", "content"))
         if isinstance(text, str):
             shape = "current" if self.api == "completions" else "legacy"
         elif delta is not None or isinstance(_get(choice, "delta"), dict):
@@ -354,7 +286,7 @@ class StreamAssembler:
         if text:
             self.pieces.append(text)
             self.token_times.append(at)
-        if _text(choice.get("finish_reason")):
+        if as_text(choice.get("finish_reason")):
             self.finish_reason = choice["finish_reason"]
 
     def finish(self, truncated=None):
@@ -415,7 +347,7 @@ def list_models(transport):
     response = transport.request("GET", "/v1/models")
     data = _read_response(response)
     if response.status != 200:
-        error = api_error(response.status, data)
+        error = http_error(response.status, data)
         raise LlmdError("%s: %s" % (response.target, describe_error(error)), hint=kubernetes_hint(response.status, data),
                         status=response.status, error=error, not_ready=not_ready_reason(response.status, data))
     obj, problem = decode_json(data)
@@ -424,7 +356,7 @@ def list_models(transport):
                         hint="something other than the model server answered (a proxy's page?)")
     ids, entries, problems = models_from(obj)
     if problems or not ids:
-        raise LlmdError("%s: the models list is malformed: %s" % (response.target, "; ".join(problems) or "no models"),
+        raise LlmdError("%s: the models list is malformed: %s" % (response.target, listed(problems) or "no models"),
                         status=200, body=excerpt(data))
     return {"status": 200, "ids": ids, "data": entries, "headers": _routing(response.headers)}
 
@@ -459,7 +391,8 @@ def wait_for_models(transport, wait_timeout, expected_models=None, sleep=time.sl
     result.update(attempts=attempts, elapsed=round(clock() - started, 3), waited_for=waited_for)
     missing = [model for model in expected_models or [] if model not in result["ids"]]
     if missing:
-        raise LlmdError("%s: expected models not served: %s; served: %s" % (transport.target, ", ".join(missing), ", ".join(result["ids"])),
+        raise LlmdError("%s: expected models not served: %s; served: %s"
+                        % (transport.target, listed(missing, 20, ", "), listed(result["ids"], 20, ", ")),
                         hint="check the model server's --served-model-name and LoRA adapters", missing=missing, **result)
     return result
 
@@ -565,7 +498,7 @@ def check_inference(transport, params):
         result["timings"]["coarse"] = False
     _check_status(result, params.get("expect_status") or [200], result.pop("hint", None))
     if response.status == 200 and problems:
-        raise LlmdError("%s: HTTP 200 but the answer is wrong: %s" % (result["target"], "; ".join(problems)),
+        raise LlmdError("%s: HTTP 200 but the answer is wrong: %s" % (result["target"], listed(problems)),
                         problems=problems, **result)
     failed = evaluate_assertions(params.get("assert") or [], result)
     if failed:
@@ -587,7 +520,7 @@ def _read_whole(response, api, result, streamed):
     result["timings"] = {"first_byte_ms": _ms(response.headers_at - response.started), "ttft_ms": None,
                          "itl_mean_ms": None, "itl_p50_ms": None, "itl_p99_ms": None, "total_ms": _ms(ended - response.started)}
     if response.status != 200:
-        result["error"] = api_error(response.status, data)
+        result["error"] = http_error(response.status, data)
         reason = not_ready_reason(response.status, data)
         hint = kubernetes_hint(response.status, data) or (not_ready_meaning(reason) if reason else None)
         if hint:

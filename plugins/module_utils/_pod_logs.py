@@ -22,7 +22,7 @@ except ImportError:
     # The module reports the missing library (HAS_KUBERNETES); this name is used only once it is there.
     Urllib3Error = None
 
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, listed
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import K8sNotFound, k8s_get
 from ansible_collections.llmd.verify.plugins.module_utils._log_filters import (
     LineFilter,
@@ -108,7 +108,7 @@ def _status_message(error):
     cause = error.__cause__
     try:
         return json.loads(cause.body)["message"]
-    except (AttributeError, TypeError, ValueError, KeyError):
+    except (AttributeError, TypeError, ValueError, KeyError, RecursionError):
         return error.msg
 
 
@@ -152,13 +152,16 @@ class LogReader(object):
 
     def _open(self, pod, container, follow, read_timeout, **options):
         """The unread response, or None and the API server's reason when the container has no such log
-        (HTTP 400: no previous instance, not started yet). options add to or override the reader's."""
+        (HTTP 400: no previous instance, not started yet; 404: the pod was deleted after it was listed).
+        options add to or override the reader's."""
         query = [("container", container), ("follow", follow)]
         query.extend((LOG_QUERY_NAMES[key], value) for key, value in dict(self.options, **options).items())
         try:
             return k8s_get(self.api_client, "/api/v1/namespaces/{namespace}/pods/{name}/log", query, stream=True,
                            timeout=(CONNECT_TIMEOUT, read_timeout), verb="get", resource="pods/log",
                            namespace=self.namespace, name=pod), None
+        except K8sNotFound:
+            return None, "pod %s was deleted after it was listed (replaced by a restart or a rollout)" % pod
         except LlmdError as error:
             if error.details.get("status") == 400:
                 return None, _status_message(error)
@@ -304,21 +307,40 @@ def check_options(since_seconds=None, tail_lines=None, follow_seconds=None, max_
 
 def gather_logs(api_client, namespace, role=None, label_selectors=None, pods=None, containers=None,
                 since_seconds=None, tail_lines=None, previous=False, follow_seconds=None, timestamps=True,
-                noise_filters=None, exclude=None, include=None, fail_on=None, max_lines=0):
-    """Read, filter and merge the logs of the selected pods; the result the module returns."""
+                noise_filters=None, exclude=None, include=None, fail_on=None, max_lines=0, with_previous=False):
+    """Read, filter and merge the logs of the selected pods; the result the module returns.
+
+    with_previous: the current containers, then their previous instances from the same pods (one listing of
+    the pods), the latter under "previous" with the same keys.
+    """
     check_options(since_seconds, tail_lines, follow_seconds, max_lines)
-    line_filter = LineFilter(noise=noise_filters, exclude=exclude, include=include, fail_on=fail_on)
+    if with_previous and (previous or follow_seconds):
+        raise LlmdError("with_previous reads the current and the previous containers: it goes with neither previous "
+                        "nor follow_seconds")
     selector = role_selector(role, label_selectors)
     selected = find_pods(api_client, namespace, selector=selector, names=pods)
     reads, not_read = plan_reads(selected, containers)
-    reader = LogReader(api_client, namespace, since_seconds=since_seconds, tail_lines=tail_lines, previous=previous)
-    window = None
-    if follow_seconds:
-        # Without since_seconds or tail_lines, a follow window shows only what is logged during it.
-        raw, window = reader.follow(reads, follow_seconds, history=bool(since_seconds or tail_lines is not None))
-    else:
-        raw = reader.read(reads)
 
+    def collect(previous_instances):
+        line_filter = LineFilter(noise=noise_filters, exclude=exclude, include=include, fail_on=fail_on)
+        reader = LogReader(api_client, namespace, since_seconds=since_seconds, tail_lines=tail_lines,
+                           previous=previous_instances)
+        window = None
+        if follow_seconds:
+            # Without since_seconds or tail_lines, a follow window shows only what is logged during it.
+            raw, window = reader.follow(reads, follow_seconds, history=bool(since_seconds or tail_lines is not None))
+        else:
+            raw = reader.read(reads)
+        return _result(selected, None if pods else selector, reads, list(not_read), raw, line_filter, window,
+                       max_lines, timestamps)
+
+    result = collect(previous)
+    if with_previous:
+        result["previous"] = collect(True)
+    return result
+
+
+def _result(selected, selector, reads, not_read, raw, line_filter, window, max_lines, timestamps):
     counts, streams = {}, []
     for pod, container in reads:
         lines, reason = raw[(pod, container)]
@@ -338,7 +360,7 @@ def gather_logs(api_client, namespace, role=None, label_selectors=None, pods=Non
             del match["timestamp"]
     return {
         "pods": [pod["metadata"]["name"] for pod in selected],
-        "selector": None if pods else selector,
+        "selector": selector,
         "lines": [as_dict(line, timestamps) for line in returned],
         "total_kept": len(merged),
         "truncated": bool(omitted),
@@ -354,8 +376,7 @@ def gather_logs(api_client, namespace, role=None, label_selectors=None, pods=Non
 
 def fail_on_message(result, shown=3):
     """The task's failure message when fail_on matched: how many lines, and the first few."""
-    first = ["%s/%s: %s" % (m["pod"], m["container"], m["message"]) for m in result["matches"][:shown]]
-    more = result["match_count"] - len(first)
-    return "fail_on matched %d line%s: %s%s" % (
-        result["match_count"], "" if result["match_count"] == 1 else "s", " | ".join(first),
-        " (and %d more)" % more if more > 0 else "")
+    first = ["%s/%s: %s" % (m["pod"], m["container"], m["message"][:200]) for m in result["matches"][:shown]]
+    return "fail_on matched %d line%s: %s" % (
+        result["match_count"], "" if result["match_count"] == 1 else "s",
+        listed(first, shown, " | ", total=result["match_count"]))

@@ -83,13 +83,25 @@ def write_state(path, state):
 
 
 def read_state(path):
-    """The state in path, or None when it is missing or unreadable."""
+    """The state in path, or None when it is missing or unreadable.
+
+    Its pid is signalled later: a pid of 0, 1 or below (a process group, init, every process) is never a daemon's.
+    """
     try:
         with open(path) as handle:
             state = json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    return state if isinstance(state, dict) and isinstance(state.get("pid"), int) else None
+    pid = state.get("pid") if isinstance(state, dict) else None
+    return state if isinstance(pid, int) and not isinstance(pid, bool) and pid > 1 else None
+
+
+def _well_formed(state):
+    """Whether a state has every field result_of and the module read (a file edited or from another version may not)."""
+    fields = (("key", dict), ("endpoint", str), ("local_port", int), ("address", str), ("namespace", str),
+              ("target", dict), ("settings", dict), ("expires_at", str))
+    return (all(isinstance(state.get(name), kind) for name, kind in fields)
+            and all(name in state["settings"] for name in ("backend", "reconnect")))
 
 
 def _proc_stat(pid):
@@ -131,7 +143,7 @@ def live_forwards(directory):
             continue
         path = os.path.join(directory, name)
         state = read_state(path)
-        if state is not None and daemon_alive(state):
+        if state is not None and _well_formed(state) and daemon_alive(state):
             live[path] = state
         else:
             remove_state(path, state["pid"] if state else None)
@@ -308,7 +320,8 @@ def _run_daemon(listener, status_fd, api_client, params, state_path, state):
         state.update(pid=os.getpid(), start_time=process_start_time(os.getpid()))
         record(forwarder)
     except (LlmdError, UpstreamError) as err:
-        _send(status_fd, {"ok": False, "msg": str(getattr(err, "msg", err)), "hint": getattr(err, "hint", None)})
+        _send(status_fd, dict(getattr(err, "details", {}), ok=False, msg=str(getattr(err, "msg", err)),
+                              hint=getattr(err, "hint", None)))
         return
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # Not hidden: a bug in the daemon goes back to the module with its traceback.

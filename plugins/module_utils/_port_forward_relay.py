@@ -30,10 +30,11 @@ import threading
 import time
 
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import k8s_get
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import api_server, k8s_get, kubernetes_error
 
 try:
     import websocket
+    from kubernetes.client.exceptions import ApiException
     from kubernetes.stream.ws_client import websocket_proxycare
 except ImportError:
     pass  # the module reports the missing kubernetes package before anything here runs
@@ -279,11 +280,29 @@ class WebSocketUpstream:
         ws = websocket.WebSocket(sslopt=sslopt, enable_multithread=False)
         try:
             ws.connect(url, **options)
+        except websocket.WebSocketBadStatusException as exc:
+            if exc.status_code in (401, 403):
+                raise self.refusal(exc, pod) from exc
+            raise UpstreamError("port-forward to pod %s refused: %s" % (pod, exc)) from exc
         except (websocket.WebSocketException, OSError) as exc:
             raise UpstreamError("port-forward to pod %s refused: %s" % (pod, exc)) from exc
         stream = WebSocketStream(ws, pod)
         stream.read_preamble(CONNECT_TIMEOUT)
         return stream
+
+    def refusal(self, exc, pod):
+        """The LlmdError for a handshake the API server refused (401, 403), as every other refused request gets.
+
+        The WebSocket GET needs get on pods/portforward (from Kubernetes 1.35 create too): the verb is the one
+        the API server's message names, else get. No other pod would be accepted, so this is no UpstreamError.
+        """
+        body = getattr(exc, "resp_body", None)  # websocket-client 1.6+
+        body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        verb = re.search(r'cannot (\w+) resource \\?"pods/portforward', body or "")
+        refused = ApiException(status=exc.status_code, reason=getattr(exc, "status_message", None))
+        refused.body = body
+        return kubernetes_error(refused, verb.group(1) if verb else "get", "pods/portforward", self.namespace, pod,
+                                api_server(self.api_client))
 
     def connect(self, pod, port):
         return self.open(pod, port)
@@ -464,6 +483,9 @@ class Forwarder:
                 return self.upstream.connect(pod, port)
             except UpstreamError as err:
                 self.pod_failed(pod, str(err))
+            except LlmdError as err:  # refused (credentials, RBAC): no other pod would be accepted
+                self.last_error = str(err)
+                return None
             if time.monotonic() > give_up:
                 return None
             if self.current()[0] == pod:
@@ -496,7 +518,7 @@ class Forwarder:
             pod, port = self.current()
             try:
                 spare = self.upstream.open(pod, port)
-            except UpstreamError:
+            except (UpstreamError, LlmdError):
                 return
             with self.lock:
                 if self.spare is None and self.pod == pod:

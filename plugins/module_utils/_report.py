@@ -11,7 +11,9 @@ Pure functions: the module writes the files.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import xml.etree.ElementTree as ET
 
 from ansible_collections.llmd.verify.plugins.module_utils._diagnosis import likely_cause
@@ -23,6 +25,9 @@ NO_OBJECT_EXPLAINS = "no object explains this"
 STATUSES = ("passed", "failed", "skipped")
 # per_cluster: each cluster writes into <dest>/<cluster>/; flat: into <dest> itself, for a run of one cluster.
 LAYOUTS = ("per_cluster", "flat")
+# Characters XML 1.0 cannot hold, even escaped (control characters, lone surrogates): a log line or a server's
+# message may carry them (terminal colours, NUL), and one of them makes the whole junit.xml unreadable.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # The files of the summary across clusters, by format; they sit beside the clusters' directories.
 SUMMARY_FILES = {"json": "summary.json", "junit": "junit.xml", "markdown": "summary.md"}
 
@@ -61,14 +66,17 @@ def normalize_checks(checks, problems=None):
     """
     stack_problems = [p for p in problems or [] if isinstance(p, dict) and "rule" in p]
     result = []
-    for index, check in enumerate(checks or []):
+    for index, check in enumerate(checks if isinstance(checks, list) else []):
+        if not isinstance(check, dict):  # a hand-written report given to verify_summary
+            check = {"message": "not a check: %s" % str(check)[:200]}
         status = str(check.get("status") or "failed").lower()
         if status not in STATUSES:
             status = "failed"
         try:
-            seconds = max(float(check.get("time") or 0.0), 0.0)
-        except (TypeError, ValueError):
+            seconds = float(check.get("time") or 0.0)
+        except (TypeError, ValueError, OverflowError):
             seconds = 0.0
+        seconds = max(seconds, 0.0) if math.isfinite(seconds) else 0.0  # NaN and Infinity are no JSON
         details = check.get("details") if check.get("details") is not None else {}
         explained_by = None
         if status == "failed" and stack_problems:
@@ -107,15 +115,16 @@ def tally(checks):
 
 def build_run(title, cluster, endpoint, models, checks, problems, timestamp):
     """Assemble the run document that every format is rendered from."""
+    problems = problems if isinstance(problems, list) else []
     checks = normalize_checks(checks, problems)
     counts = tally(checks)
     return {
-        "title": title,
-        "cluster": cluster,
-        "timestamp": timestamp,
-        "endpoint": endpoint or {},
-        "models": list(models or []),
-        "problems": list(problems or []),
+        "title": str(title),
+        "cluster": str(cluster),
+        "timestamp": str(timestamp),
+        "endpoint": endpoint if isinstance(endpoint, dict) else {},
+        "models": [str(model) for model in models] if isinstance(models, list) else [],
+        "problems": problems,
         "checks": checks,
         "counts": counts,
         "ok": counts["failed"] == 0,
@@ -123,8 +132,19 @@ def build_run(title, cluster, endpoint, models, checks, problems, timestamp):
     }
 
 
+def json_safe(value):
+    """value with every NaN and Infinity (a check's details may hold them) as null: they are no JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return dict((key, json_safe(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def render_json(run):
-    return json.dumps(run, indent=2, sort_keys=True, default=str) + "\n"
+    return json.dumps(json_safe(run), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def _junit_totals(name, counts, seconds):
@@ -172,7 +192,8 @@ def render_junit_runs(name, runs):
     for run in runs:
         add_junit_suite(root, run)
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    # Markup never holds such characters, so replacing them in the whole document only touches the texts.
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + NOT_XML.sub("\ufffd", ET.tostring(root, encoding="unicode")) + "\n"
 
 
 def render_junit(run):

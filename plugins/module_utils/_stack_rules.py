@@ -78,6 +78,18 @@ def rule_refused_reads(inv, opts):
                     RBAC_HINT % (r["verb"], r["resource"])) for r in inv["refused"]]
 
 
+def rule_empty_namespace(inv, opts):
+    """Nothing of llm-d's at all (every read answered): a namespace that does not exist, or the wrong one."""
+    if (inv["services"] != [] or not inv["pods_read"] or not inv["epp_read"] or inv["gateways"]
+            or inv["model_servers"]["pods"] or inv["model_servers"]["deployments"]):
+        return []
+    return [problem("namespace_empty", "error", "namespace/%s" % inv["namespace"],
+                    "namespace %s has no Services, Gateways, EPP or model server pods: it does not exist, or llm-d is "
+                    "installed in another namespace" % inv["namespace"],
+                    "check the namespace given (llmd_namespace): `kubectl get pods -A -l llm-d.ai/role=decode` shows "
+                    "where the model servers run")]
+
+
 def rule_no_entrypoint(inv, opts):
     """Neither a Gateway nor a standalone EPP: nothing takes requests for the pools."""
     if inv["mode"] != "none" or inv["gateways"] is None and inv["crds"].get("gateway_api") is not False:
@@ -528,7 +540,8 @@ def rule_model_name(inv, opts):
                     "ask for one of %s (set the model option to it), or deploy %s" % (", ".join(served), expected))]
 
 
-RULES = (rule_refused_reads, rule_no_entrypoint, rule_gateways, rule_httproutes, rule_route_timeouts, rule_exposure,
+RULES = (rule_refused_reads, rule_empty_namespace, rule_no_entrypoint, rule_gateways, rule_httproutes,
+         rule_route_timeouts, rule_exposure,
          rule_pools, rule_epp, rule_model_servers, rule_routing_sidecar, rule_model_name)
 
 
@@ -551,17 +564,23 @@ UNREACHABLE_RULES = ("no_entrypoint", "gateway_not_accepted", "gateway_no_addres
                      "route_not_admitted", "gateway_not_programmed")
 # (does the failed check look like this?, the rules whose problems can explain it), first match wins.
 EXPLAINS = (
+    (lambda s, t, p: "no gateway endpoint found" in t or "no pod matches" in t,
+     ("namespace_empty", "no_entrypoint", "no_decode_pods")),
     (lambda s, t, p: "no pods available in datastore" in t or "candidate pods" in t or "no healthy upstream" in t
      or "no endpoints" in t or "decode node is not ready" in t or "failed to connect to vllm" in t
      or s == 502 and not t.strip(), NOT_READY_RULES),
     (lambda s, t, p: s == 404 and ("does not exist" in t or "notfounderror" in t), ("model_not_served",)),
     (lambda s, t, p: "inferencepool" in t and "not found" in t or s == 404, ROUTING_RULES),
-    (lambda s, t, p: s == 504 or "timed out" in t and p in ("first_byte", "stream"), ("route_timeout_short",)),
+    (lambda s, t, p: s == 504 or "timed out" in t and p in ("first byte", "stream"), ("route_timeout_short",)),
     (lambda s, t, p: s == 500, ("epp_not_ready",) + NOT_READY_RULES),
     (lambda s, t, p: s == 401 and "metrics" in t, ("epp_metrics_need_token",)),
     (lambda s, t, p: s is not None and s >= 500, NOT_READY_RULES + ("epp_not_ready",)),
     (lambda s, t, p: p == "connect" or "refused" in t or "timed out" in t or "resolve" in t, UNREACHABLE_RULES),
 )
+
+
+def _severity_rank(severity):
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
 def explaining_problem(result, problems):
@@ -575,8 +594,9 @@ def explaining_problem(result, problems):
     for matches, candidates in EXPLAINS:
         if matches(status, text, phase):
             for rule in candidates:
-                for found in sorted(problems or [], key=lambda p: SEVERITIES.index(p["severity"])):
-                    if found["rule"] == rule and (found["severity"] != "info" or rule == "epp_metrics_need_token"):
+                # problems may come from the user (verify_report's): an unknown severity sorts last.
+                for found in sorted(problems or [], key=lambda p: _severity_rank(p.get("severity"))):
+                    if found["rule"] == rule and (found.get("severity") != "info" or rule == "epp_metrics_need_token"):
                         return found
             return None
     return None

@@ -12,11 +12,14 @@ Pure functions: the module writes the files.
 from __future__ import annotations
 
 import json
+import math
 import os
 
+from ansible_collections.llmd.verify.plugins.module_utils._files import write_files
 from ansible_collections.llmd.verify.plugins.module_utils._report import (
     SUMMARY_FILES,
     build_run,
+    json_safe,
     render_junit_runs,
 )
 
@@ -41,16 +44,19 @@ def ttft_ms(run):
         if check["status"] != "passed" or not isinstance(timings, dict):
             continue
         try:
-            return round(float(timings.get("ttft_ms")), 1)
-        except (TypeError, ValueError):
+            value = float(timings.get("ttft_ms"))
+        except (TypeError, ValueError, OverflowError):
             continue
+        if math.isfinite(value):
+            return round(value, 1)
     return None
 
 
 def _normalized(run):
     """A run as verify_report built it, built again so that a hand-written one has every field too."""
-    return build_run(run.get("title") or "", run.get("cluster") or "", dict(run.get("endpoint") or {}),
-                     run.get("models"), run.get("checks"), run.get("problems"), run.get("timestamp") or "")
+    return build_run(run.get("title") or "", run.get("cluster") or "", dict(run.get("endpoint") or {})
+                     if isinstance(run.get("endpoint"), dict) else {}, run.get("models"), run.get("checks"),
+                     run.get("problems"), run.get("timestamp") or "")
 
 
 def _missing_run(title, cluster, stopped, timestamp):
@@ -185,7 +191,7 @@ def render_summary_markdown(summary):
 
 def render_summary_json(summary):
     document = dict((key, value) for key, value in summary.items() if key != "runs")
-    return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
+    return json.dumps(json_safe(document), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def render_summary_junit(summary):
@@ -210,3 +216,13 @@ RENDERERS = {
     "junit": (SUMMARY_FILES["junit"], render_summary_junit),
     "markdown": (SUMMARY_FILES["markdown"], render_summary_markdown),
 }
+
+
+def write_summary(module, dest, title, clusters, reports, active_clusters, formats, timestamp):
+    """Write the summary files into dest; what verify_summary returns (files, ok, counts, clusters, summary)."""
+    summary = build_summary(title, clusters, reports, active_clusters, timestamp, dest=dest)
+    contents = dict((RENDERERS[fmt][0], RENDERERS[fmt][1](summary)) for fmt in formats)
+    changed, paths = write_files(module, dest, contents)
+    return changed, {"files": dict((fmt, paths[RENDERERS[fmt][0]]) for fmt in formats), "ok": summary["ok"],
+                     "counts": summary["counts"], "failed_clusters": summary["failed_clusters"],
+                     "clusters": summary["clusters"], "summary": render_summary_lines(summary)}

@@ -24,6 +24,7 @@ author:
   - llmd.verify contributors (@llm-d)
 extends_documentation_fragment:
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
   - llmd.verify.attributes.info_module
   - llmd.verify.gateway_endpoint
   - llmd.verify.k8s_auth
@@ -134,16 +135,16 @@ reach:
       returned: when the target is a ClusterIP Service
     api_proxy:
       description:
-        - For a ClusterIP target, the Service and port to send requests to through the Kubernetes API server
-          (C(namespace), C(service), C(port)) and the proxy C(path) to prefix request paths with.
+        - For a ClusterIP target, the options of M(llmd.verify.verify_inference), M(llmd.verify.models_info) and
+          M(llmd.verify.inference_check) that send requests to it through the Kubernetes API server
+          (C(transport=api_proxy), C(namespace), C(service), C(port), C(scheme)).
       type: dict
       returned: when the target is a ClusterIP Service
   sample:
     direct: false
     port_forward: {namespace: llm-d, service: optimized-baseline-epp, port: 80, local_port: 8000,
                    endpoint: "http://127.0.0.1:8000"}
-    api_proxy: {namespace: llm-d, service: optimized-baseline-epp, port: 80,
-                path: /api/v1/namespaces/llm-d/services/optimized-baseline-epp:80/proxy}
+    api_proxy: {transport: api_proxy, namespace: llm-d, service: optimized-baseline-epp, port: "80", scheme: http}
 candidates:
   description:
     - What every mode tried found (one mode unless O(mode=auto)) and why it was or was not used.
@@ -182,29 +183,15 @@ warnings:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.llmd.verify.plugins.module_utils._endpoint import ENDPOINT_ARG_SPEC, resolve_endpoint
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import k8s_auth_argument_spec
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    get_api_client,
-)
+from ansible_collections.llmd.verify.plugins.module_utils._module import k8s_module, run_module
+
+
+DEFINITION = k8s_module(ENDPOINT_ARG_SPEC, resolve_endpoint)
 
 
 def main():
-    module = AnsibleModule(argument_spec=k8s_auth_argument_spec(**ENDPOINT_ARG_SPEC), supports_check_mode=True)
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
-    try:
-        result = resolve_endpoint(get_api_client(module.params), module.params)
-    except LlmdError as err:
-        fail_from_error(module, err, changed=False)
-    for warning in result.pop("warnings"):
-        module.warn(warning)  # Ansible shows them and returns them as the result's `warnings`
-    module.exit_json(changed=False, **result)
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ extends_documentation_fragment:
   - llmd.verify.http_client
   - llmd.verify.http_client.api_proxy
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
   - llmd.verify.attributes.info_module
 options:
   api:
@@ -241,45 +242,28 @@ phase:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import (
-    API_PROXY_ARG_SPEC,
-    API_PROXY_MUTUALLY_EXCLUSIVE,
-    API_PROXY_REQUIRED_IF,
-    open_transport,
-)
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
-from ansible_collections.llmd.verify.plugins.module_utils._http import HAS_REQUESTS, HTTP_ARG_SPEC, REQUESTS_IMPORT_ERROR
+from ansible_collections.llmd.verify.plugins.module_utils._module import http_module, run_module
 from ansible_collections.llmd.verify.plugins.module_utils._openai import check_inference
 
 
+DEFINITION = http_module(dict(
+    api=dict(type="str", default="completions", choices=["completions", "chat"]),
+    model=dict(type="str"),
+    prompt=dict(type="str"),
+    messages=dict(type="list", elements="dict"),
+    max_tokens=dict(type="int", default=16, no_log=False),
+    seed=dict(type="raw"),
+    temperature=dict(type="float"),
+    extra_body=dict(type="dict", default={}),
+    stream=dict(type="bool", default=False),
+    expect_status=dict(type="list", elements="int", default=[200]),
+    # "assert" is only a dict key here, as in ansible.builtin.assert's "that".
+    **{"assert": dict(type="list", elements="str", default=[])}
+), check_inference, mutually_exclusive=[("prompt", "messages")])
+
+
 def main():
-    argument_spec = dict(HTTP_ARG_SPEC, **API_PROXY_ARG_SPEC)
-    argument_spec.update(
-        api=dict(type="str", default="completions", choices=["completions", "chat"]),
-        model=dict(type="str"),
-        prompt=dict(type="str"),
-        messages=dict(type="list", elements="dict"),
-        max_tokens=dict(type="int", default=16, no_log=False),
-        seed=dict(type="raw"),
-        temperature=dict(type="float"),
-        extra_body=dict(type="dict", default={}),
-        stream=dict(type="bool", default=False),
-        expect_status=dict(type="list", elements="int", default=[200]),
-        # "assert" is only a dict key here, as in ansible.builtin.assert's "that".
-        **{"assert": dict(type="list", elements="str", default=[])}
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=API_PROXY_MUTUALLY_EXCLUSIVE + [("prompt", "messages")],
-                           required_if=API_PROXY_REQUIRED_IF)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    try:
-        transport = open_transport(module.params)
-        result = check_inference(transport, module.params)
-    except LlmdError as err:
-        fail_from_error(module, err, changed=False)
-    module.exit_json(changed=False, **result)
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - llmd.verify.k8s_auth
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
   - llmd.verify.attributes.info_module
 options:
   namespace:
@@ -228,8 +229,6 @@ diff:
             delta: 1.0
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
 from ansible_collections.llmd.verify.plugins.module_utils._http import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import k8s_auth_argument_spec
 from ansible_collections.llmd.verify.plugins.module_utils._metrics import (
@@ -238,10 +237,10 @@ from ansible_collections.llmd.verify.plugins.module_utils._metrics import (
     PROMETHEUS_CLIENT_IMPORT_ERROR,
     read_metrics,
 )
+from ansible_collections.llmd.verify.plugins.module_utils._module import Definition, run_module
 
-
-def main():
-    argument_spec = k8s_auth_argument_spec(
+DEFINITION = Definition(
+    k8s_auth_argument_spec(
         namespace=dict(type="str", default="default"),
         role=dict(type="str"),
         label_selectors=dict(type="list", elements="str"),
@@ -256,19 +255,16 @@ def main():
         headers=dict(type="dict", default={}),
         timeout=dict(type="float", default=30),
         **METRICS_URL_ARG_SPEC
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("role", "label_selectors", "pods", "services", "urls")],
-                           mutually_exclusive=[("pods", "role"), ("pods", "label_selectors")])
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    if not HAS_PROMETHEUS_CLIENT:
-        module.fail_json(msg=missing_required_lib("prometheus-client"), exception=PROMETHEUS_CLIENT_IMPORT_ERROR)
-    try:
-        result = read_metrics(module.params)
-    except LlmdError as err:
-        fail_from_error(module, err, changed=False)
-    module.exit_json(changed=False, **result)
+    ),
+    lambda module: read_metrics(module.params),
+    [("requests", HAS_REQUESTS, REQUESTS_IMPORT_ERROR),
+     ("prometheus-client", HAS_PROMETHEUS_CLIENT, PROMETHEUS_CLIENT_IMPORT_ERROR)],
+    required_one_of=[("role", "label_selectors", "pods", "services", "urls")],
+    mutually_exclusive=[("pods", "role"), ("pods", "label_selectors")])
+
+
+def main():
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

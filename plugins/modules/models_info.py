@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - llmd.verify.http_client
   - llmd.verify.http_client.api_proxy
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
   - llmd.verify.attributes.info_module
 options:
   wait_timeout:
@@ -149,34 +150,17 @@ missing:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import (
-    API_PROXY_ARG_SPEC,
-    API_PROXY_MUTUALLY_EXCLUSIVE,
-    API_PROXY_REQUIRED_IF,
-    open_transport,
-)
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
-from ansible_collections.llmd.verify.plugins.module_utils._http import HAS_REQUESTS, HTTP_ARG_SPEC, REQUESTS_IMPORT_ERROR
+from ansible_collections.llmd.verify.plugins.module_utils._module import http_module, run_module
 from ansible_collections.llmd.verify.plugins.module_utils._openai import wait_for_models
 
 
+DEFINITION = http_module(
+    dict(wait_timeout=dict(type="float", default=60), expected_models=dict(type="list", elements="str", default=[])),
+    lambda transport, params: wait_for_models(transport, params["wait_timeout"], params["expected_models"]))
+
+
 def main():
-    argument_spec = dict(HTTP_ARG_SPEC, **API_PROXY_ARG_SPEC)
-    argument_spec.update(
-        wait_timeout=dict(type="float", default=60),
-        expected_models=dict(type="list", elements="str", default=[]),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=API_PROXY_MUTUALLY_EXCLUSIVE, required_if=API_PROXY_REQUIRED_IF)
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
-    try:
-        transport = open_transport(module.params)
-        result = wait_for_models(transport, module.params["wait_timeout"], module.params["expected_models"])
-    except LlmdError as err:
-        fail_from_error(module, err, changed=False)
-    module.exit_json(changed=False, **result)
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - llmd.verify.k8s_auth
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
   - llmd.verify.attributes.info_module
 options:
   namespace:
@@ -73,6 +74,15 @@ options:
     description:
       - Read the log of each container's previous, terminated, instance (what a crash-looping container
         logged before it died). Containers that never restarted are listed in RV(not_read).
+    type: bool
+    default: false
+  with_previous:
+    description:
+      - Read the current containers' logs and then, in the same run, those of their previous instances
+        (as O(previous) reads them), returned under RV(previous); the module fails when either matches
+        O(fail_on). What the M(llmd.verify.verify) role reads, since a crash-looping container logged its
+        error before it died.
+      - Mutually exclusive with O(previous) and O(follow_seconds).
     type: bool
     default: false
   timestamps:
@@ -265,6 +275,23 @@ matches:
       timestamp: "2026-11-27T03:00:00.123456789Z"
       message: "ERROR 11-27 03:00:00 [core.py:700] torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
       pattern: CUDA out of memory
+previous:
+  description:
+    - With O(with_previous), what the previous instances of the containers logged, with the keys above
+      (RV(lines), RV(counts), RV(matches), RV(match_count), RV(not_read), ...).
+  returned: with O(with_previous)
+  type: dict
+checks:
+  description:
+    - The check records of what was read, as M(llmd.verify.verify_report) reads them - C(logs-ROLE) (the roles of
+      O(role) joined by C(-), or C(logs)) and, with O(with_previous), C(logs-ROLE-previous). A check fails when a
+      line matched O(fail_on); its message names the last such line.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: logs-decode, status: passed, time: 0, message: "178 line(s) kept from 2 pod(s), 3 noise line(s) dropped",
+       cause: "", details: {}}
 match_count:
   description: Number of lines that matched O(fail_on) (RV(matches) holds at most O(max_lines) of them).
   returned: always
@@ -272,7 +299,7 @@ match_count:
 not_read:
   description:
     - Containers not read, with the reason - a pod without a named container, no previous instance with
-      O(previous), a container not started yet (the API server's message).
+      O(previous), a container not started yet (the API server's message), a pod deleted after it was listed.
   returned: always
   type: list
   elements: dict
@@ -282,14 +309,15 @@ not_read:
       reason: previous terminated container "routing-proxy" in pod "ms-decode-8ff7fd5b-jvpbm" not found
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
+from ansible_collections.llmd.verify.plugins.module_utils._checks import logs_check
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import k8s_auth_argument_spec
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import (
     HAS_KUBERNETES,
     KUBERNETES_IMPORT_ERROR,
     get_api_client,
 )
+from ansible_collections.llmd.verify.plugins.module_utils._module import Definition, run_module
 from ansible_collections.llmd.verify.plugins.module_utils._pod_logs import gather_logs, fail_on_message
 
 LOG_OPTIONS = dict(
@@ -301,6 +329,7 @@ LOG_OPTIONS = dict(
     since_seconds=dict(type="int"),
     tail_lines=dict(type="int"),
     previous=dict(type="bool", default=False),
+    with_previous=dict(type="bool", default=False),
     timestamps=dict(type="bool", default=True),
     follow_seconds=dict(type="float"),
     noise_filters=dict(type="dict", default={}, options=dict(
@@ -315,22 +344,33 @@ LOG_OPTIONS = dict(
 )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=k8s_auth_argument_spec(**LOG_OPTIONS),
-        required_one_of=[("role", "label_selectors", "pods")],
-        mutually_exclusive=[("pods", "role"), ("pods", "label_selectors"), ("previous", "follow_seconds")],
-        supports_check_mode=True,
-    )
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+def read_logs(module):
+    """The logs, and a check record per read (current, previous); fails on a fail_on match, with the records."""
+    params = module.params
+    roles = "-".join(params["role"] or [])
+    name = "logs-%s" % roles if roles else "logs"
     try:
-        result = gather_logs(get_api_client(module.params), **dict((name, module.params[name]) for name in LOG_OPTIONS))
+        result = gather_logs(get_api_client(params), **dict((option, params[option]) for option in LOG_OPTIONS))
     except LlmdError as error:
-        fail_from_error(module, error, changed=False)
-    if result["match_count"]:
-        module.fail_json(msg=fail_on_message(result), changed=False, **result)
-    module.exit_json(changed=False, **result)
+        error.details.setdefault("checks", [logs_check(name, roles, {}, error.msg)])
+        raise
+    reads = [(name, result)] + ([(name + "-previous", result["previous"])] if "previous" in result else [])
+    result["checks"] = [logs_check(check_name, roles or "selected", read) for check_name, read in reads]
+    matched = [read for _name, read in reads if read["match_count"]]
+    if matched:
+        raise LlmdError(" / ".join(fail_on_message(read) for read in matched), **result)
+    return result
+
+
+DEFINITION = Definition(
+    k8s_auth_argument_spec(**LOG_OPTIONS), read_logs, [("kubernetes", HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR)],
+    required_one_of=[("role", "label_selectors", "pods")],
+    mutually_exclusive=[("pods", "role"), ("pods", "label_selectors"), ("previous", "follow_seconds"),
+                        ("with_previous", "previous"), ("with_previous", "follow_seconds")])
+
+
+def main():
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

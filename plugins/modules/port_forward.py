@@ -32,6 +32,13 @@ attributes:
     details: In check mode nothing is started or stopped; C(changed) says whether it would be.
   diff_mode:
     support: none
+  action:
+    support: partial
+    details:
+      - With O(state=absent), when the task runs on the controller (a C(local) connection, without C(become),
+        C(environment) or C(async)), the forwards are stopped in the controller's process, without starting
+        a module process.
+      - O(state=present) always runs as a module, whose process forks the daemon.
 options:
   state:
     description:
@@ -230,50 +237,48 @@ stopped:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import k8s_auth_argument_spec
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR
+from ansible_collections.llmd.verify.plugins.module_utils._module import Definition, run_module
 from ansible_collections.llmd.verify.plugins.module_utils._port_forward import ensure_absent, ensure_present
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=k8s_auth_argument_spec(
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            namespace=dict(type="str", default="default"),
-            service=dict(type="str"),
-            pod=dict(type="str"),
-            remote_port=dict(type="str"),
-            local_port=dict(type="int"),
-            address=dict(type="str"),
-            backend=dict(type="str", choices=["python", "kubectl"], default="python"),
-            kubectl_binary=dict(type="str", default="kubectl"),
-            reconnect=dict(type="bool", default=True),
-            lifetime=dict(type="int", default=3600),
-            idle_timeout=dict(type="int", default=600),
-            wait_path=dict(type="str"),
-            wait_timeout=dict(type="int", default=60),
-            all=dict(type="bool", default=False),
-        ),
-        mutually_exclusive=[("service", "pod")],
-        required_if=[("state", "present", ("service", "pod"), True), ("state", "present", ("remote_port",)),
-                     ("all", False, ("service", "pod"), True)],
-        supports_check_mode=True,
-    )
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+def forward(module):
     params = module.params
     if params["lifetime"] < 1 or params["idle_timeout"] < 0 or not 0 <= (params["local_port"] or 0) < 65536:
-        module.fail_json(msg="lifetime must be at least 1, idle_timeout at least 0 and local_port within 0..65535")
-    try:
-        if params["state"] == "present":
-            result = ensure_present(params, check_mode=module.check_mode, warn=module.warn)
-        else:
-            result = ensure_absent(params, check_mode=module.check_mode)
-    except LlmdError as err:
-        fail_from_error(module, err)
-    module.exit_json(**result)
+        raise LlmdError("lifetime must be at least 1, idle_timeout at least 0 and local_port within 0..65535")
+    if params["state"] == "present":
+        return ensure_present(params, check_mode=module.check_mode, warn=module.warn)
+    return ensure_absent(params, check_mode=module.check_mode)
+
+
+DEFINITION = Definition(
+    k8s_auth_argument_spec(
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        namespace=dict(type="str", default="default"),
+        service=dict(type="str"),
+        pod=dict(type="str"),
+        remote_port=dict(type="str"),
+        local_port=dict(type="int"),
+        address=dict(type="str"),
+        backend=dict(type="str", choices=["python", "kubectl"], default="python"),
+        kubectl_binary=dict(type="str", default="kubectl"),
+        reconnect=dict(type="bool", default=True),
+        lifetime=dict(type="int", default=3600),
+        idle_timeout=dict(type="int", default=600),
+        wait_path=dict(type="str"),
+        wait_timeout=dict(type="int", default=60),
+        all=dict(type="bool", default=False),
+    ),
+    forward, [("kubernetes", HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR)],
+    mutually_exclusive=[("service", "pod")],
+    required_if=[("state", "present", ("service", "pod"), True), ("state", "present", ("remote_port",)),
+                 ("all", False, ("service", "pod"), True)])
+
+
+def main():
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

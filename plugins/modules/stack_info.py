@@ -26,6 +26,7 @@ author:
   - llmd.verify contributors (@llm-d)
 extends_documentation_fragment:
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
   - llmd.verify.attributes.info_module
   - llmd.verify.k8s_auth
 attributes:
@@ -290,27 +291,15 @@ summary:
   sample: {error: 0, warning: 1, info: 1}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_auth import k8s_auth_argument_spec
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    get_api_client,
-)
+from ansible_collections.llmd.verify.plugins.module_utils._module import k8s_module, run_module
 from ansible_collections.llmd.verify.plugins.module_utils._stack_rules import STACK_ARG_SPEC, stack_info
 
 
+DEFINITION = k8s_module(STACK_ARG_SPEC, stack_info)
+
+
 def main():
-    module = AnsibleModule(argument_spec=k8s_auth_argument_spec(**STACK_ARG_SPEC), supports_check_mode=True)
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
-    try:
-        result = stack_info(get_api_client(module.params), module.params)
-    except LlmdError as err:
-        fail_from_error(module, err, changed=False)
-    module.exit_json(changed=False, **result)
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ author:
   - llmd.verify contributors (@llm-d)
 extends_documentation_fragment:
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
 attributes:
   check_mode:
     support: full
@@ -95,6 +96,13 @@ options:
     type: list
     elements: raw
     default: []
+  summarize:
+    description:
+      - Also write the summary of the run into O(dest), as M(llmd.verify.verify_summary) writes it, for a run
+        of this one cluster (O(clusters) names no other); returned as RV(cluster_summary). It spares a play of
+        one cluster the summary task. Fails when O(clusters) names other clusters, or with O(layout=flat).
+    type: bool
+    default: false
 notes:
   - The JUnit file follows the schema that Jenkins, GitLab and GitHub Actions reporters read
     (C(testsuites/testsuite/testcase) with C(failure) and C(skipped)).
@@ -150,6 +158,10 @@ summary:
   returned: always
   type: list
   elements: str
+cluster_summary:
+  description: With O(summarize), what M(llmd.verify.verify_summary) returns (C(files), C(ok), C(counts), C(summary), ...).
+  returned: with O(summarize)
+  type: dict
 run:
   description: The whole run as written to C(report.json).
   returned: always
@@ -158,9 +170,9 @@ run:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError, fail_from_error
+from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._files import write_files
+from ansible_collections.llmd.verify.plugins.module_utils._module import Definition, run_module
 from ansible_collections.llmd.verify.plugins.module_utils._report import (
     LAYOUTS,
     RENDERERS,
@@ -168,29 +180,20 @@ from ansible_collections.llmd.verify.plugins.module_utils._report import (
     render_summary,
     report_dir,
 )
+from ansible_collections.llmd.verify.plugins.module_utils._summary import write_summary
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            dest=dict(type="path", required=True),
-            layout=dict(type="str", choices=list(LAYOUTS), default="per_cluster"),
-            clusters=dict(type="list", elements="str", default=[]),
-            formats=dict(type="list", elements="str", choices=list(RENDERERS), default=list(RENDERERS)),
-            title=dict(type="str", default="llm-d verification"),
-            cluster=dict(type="str", default="localhost"),
-            endpoint=dict(type="dict", default={}),
-            models=dict(type="list", elements="str", default=[]),
-            checks=dict(type="list", elements="dict", default=[]),
-            problems=dict(type="list", elements="raw", default=[]),
-        ),
-        supports_check_mode=True,
-    )
+def write_report(module):
+    """The report's files in dest (and the run's summary beside them with summarize); the module's result."""
     params = module.params
-    try:
-        dest = report_dir(params["dest"], params["cluster"], params["layout"], params["clusters"])
-    except LlmdError as error:
-        fail_from_error(module, error)
+    others = sorted(set(params["clusters"]) - set([params["cluster"]]))
+    dest = report_dir(params["dest"], params["cluster"], params["layout"], params["clusters"])
+    if params["summarize"] and params["layout"] == "flat":
+        raise LlmdError("summarize needs layout=per_cluster: with layout=flat the summary's junit.xml would "
+                        "overwrite the report's", hint="leave summarize off with layout=flat")
+    if params["summarize"] and others:
+        raise LlmdError("summarize is for a run of one cluster, but this run also verifies %s" % ", ".join(others),
+                        hint="write the summary of several clusters with llmd.verify.verify_summary once all are done")
     endpoint = dict(params["endpoint"])
     endpoint.setdefault("url", endpoint.get("endpoint"))
     timestamp = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
@@ -200,7 +203,33 @@ def main():
     changed, paths = write_files(module, dest, contents)
     files = dict((fmt, paths[RENDERERS[fmt][0]]) for fmt in params["formats"])
 
-    module.exit_json(changed=changed, dest=dest, files=files, ok=run["ok"], counts=run["counts"], summary=render_summary(run), run=run)
+    result = dict(dest=dest, files=files, ok=run["ok"], counts=run["counts"], summary=render_summary(run), run=run)
+    if params["summarize"]:
+        summary_changed, result["cluster_summary"] = write_summary(
+            module, params["dest"], params["title"], [params["cluster"]], [{"run": run, "files": files}],
+            [params["cluster"]], params["formats"], timestamp)
+        changed = changed or summary_changed
+    result["changed"] = changed
+    return result
+
+
+DEFINITION = Definition(dict(
+    dest=dict(type="path", required=True),
+    layout=dict(type="str", choices=list(LAYOUTS), default="per_cluster"),
+    clusters=dict(type="list", elements="str", default=[]),
+    formats=dict(type="list", elements="str", choices=list(RENDERERS), default=list(RENDERERS)),
+    title=dict(type="str", default="llm-d verification"),
+    cluster=dict(type="str", default="localhost"),
+    endpoint=dict(type="dict", default={}),
+    models=dict(type="list", elements="str", default=[]),
+    checks=dict(type="list", elements="dict", default=[]),
+    problems=dict(type="list", elements="raw", default=[]),
+    summarize=dict(type="bool", default=False),
+), write_report)
+
+
+def main():
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ author:
   - llmd.verify contributors (@llm-d)
 extends_documentation_fragment:
   - llmd.verify.attributes
+  - llmd.verify.attributes.in_controller
 attributes:
   check_mode:
     support: full
@@ -170,39 +171,30 @@ summary:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmd.verify.plugins.module_utils._files import write_files
-from ansible_collections.llmd.verify.plugins.module_utils._summary import (
-    RENDERERS,
-    build_summary,
-    render_summary_lines,
-)
+from ansible_collections.llmd.verify.plugins.module_utils._module import Definition, run_module
+from ansible_collections.llmd.verify.plugins.module_utils._summary import RENDERERS, write_summary
+
+
+def summarize(module):
+    params = module.params
+    timestamp = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    changed, result = write_summary(module, params["dest"], params["title"], params["clusters"], params["reports"],
+                                    params["active_clusters"], params["formats"], timestamp)
+    return dict(result, changed=changed)
+
+
+DEFINITION = Definition(dict(
+    dest=dict(type="path", required=True),
+    clusters=dict(type="list", elements="str", default=[]),
+    reports=dict(type="list", elements="dict", default=[]),
+    active_clusters=dict(type="list", elements="str"),
+    formats=dict(type="list", elements="str", choices=list(RENDERERS), default=list(RENDERERS)),
+    title=dict(type="str", default="llm-d verification"),
+), summarize)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            dest=dict(type="path", required=True),
-            clusters=dict(type="list", elements="str", default=[]),
-            reports=dict(type="list", elements="dict", default=[]),
-            active_clusters=dict(type="list", elements="str"),
-            formats=dict(type="list", elements="str", choices=list(RENDERERS), default=list(RENDERERS)),
-            title=dict(type="str", default="llm-d verification"),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    timestamp = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    summary = build_summary(params["title"], params["clusters"], params["reports"], params["active_clusters"],
-                            timestamp, dest=params["dest"])
-
-    contents = dict((RENDERERS[fmt][0], RENDERERS[fmt][1](summary)) for fmt in params["formats"])
-    changed, paths = write_files(module, params["dest"], contents)
-    files = dict((fmt, paths[RENDERERS[fmt][0]]) for fmt in params["formats"])
-
-    module.exit_json(changed=changed, files=files, ok=summary["ok"], counts=summary["counts"],
-                     failed_clusters=summary["failed_clusters"], clusters=summary["clusters"],
-                     summary=render_summary_lines(summary))
+    run_module(DEFINITION)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,11 @@ import pytest
 
 pytest.importorskip("kubernetes")
 
-# The stub API server, the module runner and the isolation from this machine's kubeconfig, as fixtures.
-from ansible_collections.llmd.verify.tests.unit.plugins.modules.test_gateway_endpoint_info import (  # noqa: E402,F401 pylint: disable=unused-import
-    api,
-    cluster,
-    isolated,
-    run_module,
-)
+from ansible_collections.llmd.verify.plugins.modules import gateway_endpoint_info  # noqa: E402
+from ansible_collections.llmd.verify.tests.unit.plugins.modules.module_runner import run_module  # noqa: E402
+
+# The stub API server (cluster) and the isolation from this machine's kubeconfig: fixtures of tests/unit/conftest.py.
+pytestmark = pytest.mark.usefixtures("isolated")
 
 # The lookup runs in a fresh interpreter: Ansible's collection loader must import the collection itself.
 LOOKUP = """
@@ -47,7 +45,7 @@ def lookup(**options):
 
 def test_the_lookup_returns_the_module_endpoint(cluster, capsys):
     args = {"host": cluster.url, "api_key": "k", "namespace": "llm-d"}
-    code, result = run_module(args, capsys)
+    code, result = run_module(gateway_endpoint_info, args, capsys)
     assert code == 0
     assert lookup(**args) == [result["endpoint"]]
 

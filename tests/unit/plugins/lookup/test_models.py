@@ -12,9 +12,6 @@ import sys
 
 import pytest
 
-# The self-signed HTTPS stand-in of the module tests, as a fixture.
-from ansible_collections.llmd.verify.tests.unit.plugins.modules.test_tls_verification import https  # noqa: F401 pylint: disable=unused-import
-
 pytest.importorskip("cryptography")
 pytest.importorskip("requests")
 
@@ -36,6 +33,7 @@ def lookup(terms, **options):
     return json.loads(done.stdout) if done.returncode == 0 else done.stderr
 
 
+# https: the self-signed HTTPS stand-in, a fixture of tests/unit/conftest.py.
 def test_the_models_lookup_verifies_tls_by_default(https):
     assert "TLS failed" in lookup([https])
     assert lookup([https], validate_certs=False) == ["random"]

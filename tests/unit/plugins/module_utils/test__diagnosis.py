@@ -30,6 +30,22 @@ from ansible_collections.llmd.verify.plugins.module_utils._report import normali
      "Kubernetes API server does not answer"),
     ({"msg": "cannot reach the Kubernetes API server at https://10.0.0.1:6443: [SSL: CERTIFICATE_VERIFY_FAILED] "
              "certificate verify failed"}, "TLS certificate was not accepted"),
+    # What the faults target's sandbox faults produced (tests/integration/targets/faults).
+    ({"phase": "first byte", "msg": "http://10.0.0.2:9003/v1/models: first byte timed out: connected, but no "
+                                    "response within 2.0 s"}, "a timeout on the way"),
+    ({"phase": "stream", "status": 200, "msg": "http://10.0.0.2:9004/v1/completions: stream timed out: no data for "
+                                               "2.0 s while reading the response body (200 bytes received)"},
+     "a timeout on the way"),
+    ({"phase": "connect", "msg": "https://gateway.example:6443/v1/models: TLS failed: hostname 'gateway.example' "
+                                 "doesn't match either of '127.0.0.1', 'localhost'"}, "for another host name"),
+    ({"status": 200, "msg": "http://10.0.0.2:9005/v1/completions: HTTP 200 but the answer is wrong: the connection "
+                            "ended before the body was complete (('Connection broken: IncompleteRead(0 bytes read)'"},
+     "cut in the middle of the answer"),
+    ({"msg": "cannot load the Kubernetes configuration: Invalid kube-config file. Expected object with name "
+             "no-such-context in ********/contexts list"}, "the context"),
+    # The soak's gateway pod replaced behind the play's port-forward, between two requests, and again on the retry.
+    ({"phase": "first byte", "msg": "http://127.0.0.1:46639/v1/completions: the connection was closed before any "
+                                    "answer (Remote end closed connection without response)"}, "pod restarting"),
 ])
 def test_rules_name_the_cause(result, expected):
     assert expected in likely_cause(result)

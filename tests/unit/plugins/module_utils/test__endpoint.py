@@ -200,8 +200,8 @@ def test_port_forward_mode_is_the_seeds_command():
                                 "name": "infra-inference-scheduling-inference-gateway-istio"}
     forward = result["reach"]["port_forward"]
     assert (forward["service"], forward["port"], forward["local_port"]) == (result["source"]["name"], 80, 8000)
-    assert result["reach"]["api_proxy"]["path"] == (
-        "/api/v1/namespaces/llm-d/services/infra-inference-scheduling-inference-gateway-istio:80/proxy")
+    assert result["reach"]["api_proxy"] == {"transport": "api_proxy", "namespace": NS, "scheme": "http",
+                                            "service": "infra-inference-scheduling-inference-gateway-istio", "port": "80"}
     assert any("15021" in w for w in result["warnings"]) and any("alphabetical" in w for w in result["warnings"])
 
 
@@ -312,7 +312,8 @@ def test_standalone_mode_reaches_the_epp_through_forward_or_api_proxy():
     result = resolve(FakeView([epp, service("gaie-sim-epp", EPP_PORTS)], None), mode="standalone")
     assert result["endpoint"] == "http://10.96.3.4"
     assert result["reach"]["direct"] is False
-    assert result["reach"]["api_proxy"]["path"] == "/api/v1/namespaces/llm-d/services/optimized-baseline-epp:80/proxy"
+    assert result["reach"]["api_proxy"] == {"transport": "api_proxy", "namespace": "llm-d", "scheme": "http",
+                                            "service": "optimized-baseline-epp", "port": "80"}
     assert result["warnings"] == []  # gaie-sim-epp has no HTTP port: not a candidate
 
 

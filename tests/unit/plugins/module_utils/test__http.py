@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the llmd.verify project
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The direct transport against a real HTTP(S) server on 127.0.0.1 (stdlib http.server in a thread)."""
+"""The direct transport against a real HTTP(S) server on 127.0.0.1 (stdlib http.server in a thread), and the
+reading of error bodies."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport, TransportError, lookup_resolve
+from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport, TransportError, http_error, lookup_resolve
 
 HOST = "llm.example.test"  # no DNS record: only resolve can reach it
 
@@ -126,6 +129,68 @@ def test_timeouts_name_their_phase(server):
     assert caught.value.phase == "stream" and "5 bytes received" in caught.value.msg
 
 
+class ClosingServer:
+    """Raw HTTP on 127.0.0.1: answers each connection's first `answered` requests with keep-alive, then closes it
+    on the next one without a word (a port-forward whose pod was replaced); closes every connection at once after
+    `answered` connections when always_close."""
+
+    def __init__(self, answered=1, always_close=False):
+        self.answered, self.always_close, self.requests = answered, always_close, []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn):
+        with conn, conn.makefile("rb") as reader:
+            for served in range(self.answered + 1):
+                request = reader.readline()
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                self.requests.append(request)
+                if self.always_close or served == self.answered:
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_kept_alive_connection_closed_before_an_answer_is_sent_again_on_a_fresh_one():
+    server = ClosingServer(answered=1)
+    try:
+        transport = HttpTransport(server.url, timeout=2)
+        for _request in range(2):
+            response = transport.request("GET", "/v1/models")
+            assert response.status == 200 and response.read() == b"{}"
+            response.close()
+        # the second request went on the kept-alive connection, which closed; then on a new one
+        assert len(server.requests) == 3
+    finally:
+        server.close()
+
+
+def test_a_connection_closed_before_an_answer_twice_says_so():
+    server = ClosingServer(always_close=True)
+    try:
+        with pytest.raises(TransportError) as caught:
+            HttpTransport(server.url, timeout=2).request("POST", "/v1/completions", {"prompt": "hi"})
+        assert caught.value.phase == "first byte" and not caught.value.not_ready
+        assert "the connection was closed before any answer" in caught.value.msg
+        assert len(server.requests) == 2  # once more, not again and again
+    finally:
+        server.close()
+
+
 def test_a_truncated_body_is_marked_not_raised(server):
     transport = HttpTransport("http://127.0.0.1:%d" % server.server_address[1], timeout=5)
     response = transport.request("GET", "/truncated")
@@ -198,3 +263,28 @@ def test_tls_resolve_sends_the_name_as_sni_and_verifies_it(tls_server):
         HttpTransport("https://127.0.0.1:%d" % port, ca_path=ca_path, timeout=5).request("GET", "/v1/models")
     status, _seen = get_json(HttpTransport("https://127.0.0.1:%d" % port, validate_certs=False, timeout=5), "/v1/models")
     assert status == 200
+
+
+# ---- error bodies, whatever their shape ----------------------------------------------------------------
+
+def test_current_and_flat_vllm_errors_read_alike():
+    current = json.dumps({"error": {"message": "The model `x` does not exist.", "type": "NotFoundError", "param": "model", "code": 404}})
+    flat = json.dumps({"object": "error", "message": "The model `x` does not exist.", "type": "NotFoundError", "param": "model", "code": 404})
+    for body in (current, flat):
+        error = http_error(404, body.encode())
+        assert error == {"status": 404, "message": "The model `x` does not exist.", "type": "NotFoundError", "code": 404, "param": "model"}
+
+
+def test_kubernetes_status_and_html_bodies():
+    status = http_error(503, json.dumps({"kind": "Status", "message": 'no endpoints available for service "gw"',
+                                         "reason": "ServiceUnavailable", "code": 503}).encode())
+    assert status["message"] == 'no endpoints available for service "gw"' and status["type"] == "ServiceUnavailable"
+    html = http_error(502, b"<html><body>" + b"x" * 2000 + b"</body></html>")
+    assert html["body"].startswith("<html>") and len(html["body"]) == 500
+    assert http_error(500, b"")["message"] == "empty body"
+
+
+@given(st.binary(max_size=300), st.integers(100, 599))
+def test_http_error_never_raises(body, status):
+    error = http_error(status, body)
+    assert error["status"] == status

@@ -15,7 +15,6 @@ from ansible_collections.llmd.verify.plugins.module_utils._http import Transport
 from ansible_collections.llmd.verify.plugins.module_utils._openai import (
     SSEParser,
     StreamAssembler,
-    api_error,
     build_request,
     completion_from,
     evaluate_assertions,
@@ -48,29 +47,6 @@ STREAM = sse(completion_chunk("Hello"), completion_chunk(" world", "length"),
 
 
 # ---- errors ------------------------------------------------------------------------------------------
-
-def test_current_and_flat_vllm_errors_read_alike():
-    current = json.dumps({"error": {"message": "The model `x` does not exist.", "type": "NotFoundError", "param": "model", "code": 404}})
-    flat = json.dumps({"object": "error", "message": "The model `x` does not exist.", "type": "NotFoundError", "param": "model", "code": 404})
-    for body in (current, flat):
-        error = api_error(404, body.encode())
-        assert error == {"status": 404, "message": "The model `x` does not exist.", "type": "NotFoundError", "code": 404, "param": "model"}
-
-
-def test_kubernetes_status_and_html_bodies():
-    status = api_error(503, json.dumps({"kind": "Status", "message": 'no endpoints available for service "gw"',
-                                        "reason": "ServiceUnavailable", "code": 503}).encode())
-    assert status["message"] == 'no endpoints available for service "gw"' and status["type"] == "ServiceUnavailable"
-    html = api_error(502, b"<html><body>" + b"x" * 2000 + b"</body></html>")
-    assert html["body"].startswith("<html>") and len(html["body"]) == 500
-    assert api_error(500, b"")["message"] == "empty body"
-
-
-@given(st.binary(max_size=300), st.integers(100, 599))
-def test_api_error_never_raises(body, status):
-    error = api_error(status, body)
-    assert error["status"] == status
-
 
 def test_not_ready_reasons():
     assert not_ready_reason(503, b"no healthy upstream") == "no healthy upstream"

@@ -20,11 +20,8 @@ from ansible_collections.llmd.verify.plugins.module_utils._pod_logs import (  # 
     role_selector,
 )
 from ansible_collections.llmd.verify.plugins.module_utils._log_filters import time_key  # noqa: E402
-from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.fake_pod_logs_api import (  # noqa: E402
-    FakePodLogsApi,
-    pod,
-    stamp,
-)
+# FakePodLogsApi is served by the pod_logs_api fixture of tests/unit/conftest.py.
+from ansible_collections.llmd.verify.tests.unit.fake_pod_logs_api import pod, stamp  # noqa: E402
 
 NOISE = {"waiting_for_vllm": True, "metrics_scrapes": True, "throughput_stats": True}
 SCRAPE = 'INFO:     10.0.0.9:40112 - "GET /metrics HTTP/1.1" 200 OK'
@@ -52,12 +49,11 @@ def gather(api, **options):
 
 
 @pytest.fixture
-def api():
-    with FakePodLogsApi([DECODE_A, DECODE_B, PREFILL], LOGS,
+def api(pod_logs_api):
+    return pod_logs_api([DECODE_A, DECODE_B, PREFILL], LOGS,
                         selections={"llm-d.ai/role=decode": ["decode-a", "decode-b"],
                                     "llm-d.ai/role in (decode,prefill)": ["decode-a", "decode-b", "prefill-a"],
-                                    "llm-d.ai/role=decode,app=none": []}) as fake:
-        yield fake
+                                    "llm-d.ai/role=decode,app=none": []})
 
 
 def test_role_selector():
@@ -121,6 +117,26 @@ def test_two_roles_and_a_container_only_some_pods_have(api):
                                   "reason": "pod has no such container (it has: vllm)"}]
 
 
+def test_with_previous_reads_both_instances_of_one_listing_of_the_pods(api):
+    result = gather(api, role=["decode"], containers=["vllm"], with_previous=True, fail_on=["CUDA out of memory"])
+    alone = gather(api, role=["decode"], containers=["vllm"], previous=True, fail_on=["CUDA out of memory"])
+    assert result["previous"]["match_count"] == alone["match_count"] == 1
+    assert result["previous"]["not_read"] == alone["not_read"] and result["match_count"] == 0
+    listings = [path for path, _query in api.requests if path.endswith("/pods")]
+    assert len(listings) == 2  # one each for the two calls above
+    with pytest.raises(LlmdError, match="with_previous"):
+        gather(api, role=["decode"], with_previous=True, previous=True)
+
+
+def test_a_pod_deleted_between_the_listing_and_its_logs_is_not_read_and_says_why(pod_logs_api):
+    # The soak's decode pod restarted while the logs role read it: a 404 for its log, which failed the check.
+    api = pod_logs_api([DECODE_A, DECODE_B], LOGS, deleted=("decode-b",))
+    result = gather(api, role=["decode"], containers=["vllm"])
+    assert result["pods"] == ["decode-a", "decode-b"] and sorted(result["counts"]) == ["decode-a"]
+    assert result["not_read"] == [{"pod": "decode-b", "container": "vllm", "reason": "pod decode-b was deleted after "
+                                  "it was listed (replaced by a restart or a rollout)"}]
+
+
 def test_previous_finds_the_crash_and_skips_containers_that_never_restarted(api):
     result = gather(api, role=["decode"], containers=["vllm"], previous=True, fail_on=["CUDA out of memory"])
     assert result["match_count"] == 1
@@ -158,10 +174,10 @@ def test_a_missing_pod_name(api):
         gather(api, pods=["decode-a", "decode-z"])
 
 
-def test_forbidden_logs_name_the_permission():
-    with FakePodLogsApi([DECODE_A], LOGS, forbidden=("pods/log",)) as fake:
-        with pytest.raises(LlmdError) as caught:
-            gather(fake, role=["decode"])
+def test_forbidden_logs_name_the_permission(pod_logs_api):
+    fake = pod_logs_api([DECODE_A], LOGS, forbidden=("pods/log",))
+    with pytest.raises(LlmdError) as caught:
+        gather(fake, role=["decode"])
     assert "may not get pods/log in namespace llm-d (403 Forbidden)" in caught.value.msg
     assert caught.value.details["resource"] == "pods/log" and caught.value.details["verb"] == "get"
 
@@ -190,11 +206,11 @@ def test_follow_reads_only_the_window_and_stops_at_its_end(api):
     assert time_key(window["end"]) > time_key(window["start"])
 
 
-def test_follow_drops_lines_logged_just_before_the_window():
+def test_follow_drops_lines_logged_just_before_the_window(pod_logs_api):
     # The API server's sinceSeconds is whole seconds: it sends the line logged 0.3 s before the window.
     just_before = rfc3339(time.time_ns() - 3 * 10 ** 8)
-    with FakePodLogsApi([DECODE_A], {("decode-a", "vllm"): [(just_before, "before the window")]}) as fake:
-        result = gather(fake, pods=["decode-a"], containers=["vllm"], follow_seconds=0.3)
+    fake = pod_logs_api([DECODE_A], {("decode-a", "vllm"): [(just_before, "before the window")]})
+    result = gather(fake, pods=["decode-a"], containers=["vllm"], follow_seconds=0.3)
     assert result["lines"] and "before the window" not in [line["message"] for line in result["lines"]]
 
 

@@ -40,7 +40,8 @@ def _dead_pid():
 
 def _state(pid, **extra):
     state = {"pid": pid, "start_time": pf.process_start_time(pid), "local_port": 8000, "namespace": "ns",
-             "target": {"kind": "service", "name": "gw", "port": 80},
+             "target": {"kind": "service", "name": "gw", "port": 80}, "endpoint": "http://127.0.0.1:8000",
+             "address": "127.0.0.1", "settings": {"backend": "python", "reconnect": True}, "expires_at": "t",
              "key": {"cluster": "https://k", "context": None, "namespace": "ns", "kind": "service", "name": "gw",
                      "remote_port": "80", "address": "127.0.0.1", "local_port": 8000}}
     state.update(extra)
@@ -63,9 +64,9 @@ def test_state_dir_falls_back_to_home(tmp_path, monkeypatch):
 
 def test_state_file_is_owner_only_and_round_trips(directory):
     path = os.path.join(directory, "a.json")
-    pf.write_state(path, {"pid": 1, "pod": "p"})
+    pf.write_state(path, {"pid": 2, "pod": "p"})
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert pf.read_state(path) == {"pid": 1, "pod": "p"}
+    assert pf.read_state(path) == {"pid": 2, "pod": "p"}
     assert os.listdir(directory) == ["a.json"]  # no temporary file left
 
 

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+import kubernetes
 import pytest
 import websocket
 
@@ -131,3 +135,81 @@ def test_kubectl_refuses_credentials_it_would_need_on_its_command_line(params):
     with pytest.raises(LlmdError, match="kubeconfig file only") as caught:
         relay.kubectl_argv("kubectl", params)
     assert "secret" not in str(caught.value) and "pw" not in str(caught.value)
+
+
+# ---- a handshake the API server refuses ----------------------------------------------------------------
+
+def _forbidden_body(user, verb):
+    """The API server's Status body for a refused WebSocket upgrade (kube-apiserver 1.34: get; 1.35: create)."""
+    message = ('pods "gw-0" is forbidden: User "%s" cannot %s resource "pods/portforward" in API group "" '
+               'in the namespace "llm-d"' % (user, verb))
+    return json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+                       "reason": "Forbidden", "details": {"name": "gw-0", "kind": "pods"}, "code": 403}).encode()
+
+
+def _refusing_upstream(monkeypatch, status, status_message, body):
+    class RefusingWebSocket:
+        def __init__(self, **_kwargs):
+            pass
+
+        def connect(self, url, **_options):
+            raise websocket.WebSocketBadStatusException(
+                "Handshake status %d %s -+-+- {'audit-id': 'x'} -+-+- %r" % (status, status_message, body),
+                status, status_message, {"audit-id": "x"}, body)
+
+    monkeypatch.setattr(relay.websocket, "WebSocket", RefusingWebSocket)
+    configuration = kubernetes.client.Configuration()
+    configuration.host = "https://127.0.0.1:6443"
+    return relay.WebSocketUpstream(kubernetes.client.ApiClient(configuration), "llm-d", ssl_context=None)
+
+
+@pytest.mark.parametrize("verb", ["get", "create"])
+def test_websocket_403_is_the_collections_rbac_message_not_the_raw_handshake(monkeypatch, verb):
+    upstream = _refusing_upstream(monkeypatch, 403, "Forbidden", _forbidden_body("sandbox-none", verb))
+    with pytest.raises(LlmdError) as caught:
+        upstream.open("gw-0", 8000)
+    error = caught.value
+    assert not isinstance(error, relay.UpstreamError)  # no other pod would be accepted: no retry
+    assert error.msg == ('the Kubernetes credentials may not %s pods/portforward in namespace llm-d (403 Forbidden): '
+                         'pods "gw-0" is forbidden: User "sandbox-none" cannot %s resource "pods/portforward" in API '
+                         'group "" in the namespace "llm-d"' % (verb, verb))
+    assert error.hint == "grant '%s' on 'pods/portforward' to this user (see docs/rbac.md) or use other credentials" % verb
+    assert error.details == {"status": 403, "verb": verb, "resource": "pods/portforward"}
+    assert "Handshake" not in str(error) and "audit-id" not in str(error)
+
+
+def test_websocket_403_as_system_anonymous_says_no_credentials_arrived(monkeypatch):
+    upstream = _refusing_upstream(monkeypatch, 403, "Forbidden", _forbidden_body("system:anonymous", "get"))
+    with pytest.raises(LlmdError, match="no credentials reached the Kubernetes API server") as caught:
+        upstream.open("gw-0", 8000)
+    assert caught.value.details["anonymous"] is True
+
+
+def test_websocket_401_says_the_credentials_were_rejected(monkeypatch):
+    body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}'
+    upstream = _refusing_upstream(monkeypatch, 401, "Unauthorized", body)
+    with pytest.raises(LlmdError, match=r"^the Kubernetes API server at https://127.0.0.1:6443 rejected the credentials"):
+        upstream.open("gw-0", 8000)
+
+
+def test_websocket_403_without_a_status_body_still_names_get_on_pods_portforward(monkeypatch):
+    upstream = _refusing_upstream(monkeypatch, 403, "Forbidden", b"<html>denied</html>")
+    with pytest.raises(LlmdError) as caught:
+        upstream.open("gw-0", 8000)
+    assert caught.value.msg == "the Kubernetes credentials may not get pods/portforward in namespace llm-d (403 Forbidden): Forbidden"
+
+
+def test_other_handshake_failures_stay_upstream_errors(monkeypatch):
+    upstream = _refusing_upstream(monkeypatch, 400, "Bad Request", b'{"kind":"Status","message":"pod gw-0 does not have a host assigned"}')
+    with pytest.raises(relay.UpstreamError, match="port-forward to pod gw-0 refused"):
+        upstream.open("gw-0", 8000)
+
+
+def test_a_refused_connection_is_not_retried_on_other_pods(monkeypatch):
+    upstream = _refusing_upstream(monkeypatch, 403, "Forbidden", _forbidden_body("sandbox-none", "get"))
+    forwarder = relay.Forwarder(None, None, upstream, reconnect=True, lifetime=60, idle_timeout=0)
+    forwarder.pod, forwarder.pod_port = "gw-0", 8000
+    started = time.monotonic()
+    assert forwarder._open() is None  # pylint: disable=protected-access
+    assert time.monotonic() - started < 1 and forwarder.reconnects == 0 and not forwarder.failed
+    assert forwarder.last_error.startswith("the Kubernetes credentials may not get pods/portforward")

@@ -51,6 +51,19 @@ def test_no_gateway_and_no_standalone_epp():
     assert "llm-d-router-standalone" in p["hint"]
 
 
+def test_a_namespace_with_nothing_in_it_is_named_as_such():
+    def empty(r):
+        for key in ("gateways", "httproutes", "pods", "services", "deployments", "ingresses", "routes",
+                    "inferencepools", "inferencepools_v1alpha2"):
+            if r.get(key) is not None:
+                r[key] = []
+    p = one("sim", "namespace_empty", empty)
+    assert p["severity"] == "error" and "does not exist" in p["message"] and "llmd_namespace" in p["hint"]
+    endpoint_failure = {"msg": "no gateway endpoint found in namespace nope. route: no Route ..."}
+    assert rules.explaining_problem(endpoint_failure, found("sim", mutate=empty))["rule"] == "namespace_empty"
+    assert found("sim", "namespace_empty") == []
+
+
 def test_no_entrypoint_names_the_missing_gateway_api_as_what_it_means():
     def no_crds(r):
         r["gateways"] = r["httproutes"] = r["gatewayclasses"] = None

@@ -11,54 +11,18 @@ Authorization header is not passed on to the target.
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from ansible_collections.llmd.verify.plugins.module_utils import _k8s_client
 from ansible_collections.llmd.verify.plugins.module_utils._api_proxy import resolve_pod_port, resolve_service_port
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.modules import models_info
-from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.stub_servers import (
-    MODELS,
-    FakeApiServer,
-    Replies,
-    StubServer,
-)
+from ansible_collections.llmd.verify.tests.unit.stub_answers import EPP_PORTS, MODELS, Replies, kubeconfig_file
 from ansible_collections.llmd.verify.tests.unit.plugins.modules.module_runner import run_module
 
 pytest.importorskip("kubernetes")
 
-# The Service of a standalone EPP in today's guides: ext-proc, metrics, and HTTP to its Envoy sidecar.
-EPP_PORTS = [{"name": "grpc-ext-proc", "port": 9002, "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
-             {"name": "http-metrics", "port": 9090, "protocol": "TCP"},
-             {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8081}]
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setattr(_k8s_client, "_clients", {})
-
-
-@pytest.fixture
-def api():
-    fake = FakeApiServer()
-    fake.add_service("optimized-baseline-epp", EPP_PORTS)
-    fake.backends[("services", "optimized-baseline-epp", "http")] = Replies(MODELS)
-    with StubServer(fake) as server:
-        server.fake = fake
-        yield server
-
-
-def kubeconfig(tmp_path, server, user=None):
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "cluster-token"} if user is None else user}]}))
-    return str(path)
+# The stand-in API server (epp_api) and the isolation from this machine's kubeconfig: fixtures of
+# tests/unit/conftest.py.
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def proxied(server):
@@ -67,48 +31,48 @@ def proxied(server):
 
 # ---- item: the port is resolved as kubectl resolves it ---------------------------------------------------------
 
-def test_a_service_with_several_ports_and_none_given_gets_its_http_port(api, tmp_path, capsys):
+def test_a_service_with_several_ports_and_none_given_gets_its_http_port(epp_api, tmp_path, capsys):
     code, result = run_module(models_info, {"transport": "api_proxy", "namespace": "llm-d", "wait_timeout": 2,
                                             "service": "optimized-baseline-epp",
-                                            "kubeconfig": kubeconfig(tmp_path, api)}, capsys)
+                                            "kubeconfig": kubeconfig_file(tmp_path, epp_api)}, capsys)
     assert code == 0, result["msg"]
     assert result["ids"] == ["random"] and result["attempts"] == 1
-    assert proxied(api) == ["/api/v1/namespaces/llm-d/services/optimized-baseline-epp:http/proxy/v1/models"]
+    assert proxied(epp_api) == ["/api/v1/namespaces/llm-d/services/optimized-baseline-epp:http/proxy/v1/models"]
 
 
-def test_a_port_number_is_asked_for_by_its_name(api, tmp_path, capsys):
+def test_a_port_number_is_asked_for_by_its_name(epp_api, tmp_path, capsys):
     code, result = run_module(models_info, {"transport": "api_proxy", "namespace": "llm-d", "port": "80",
                                             "service": "optimized-baseline-epp",
-                                            "kubeconfig": kubeconfig(tmp_path, api)}, capsys)
-    assert code == 0 and proxied(api) == ["/api/v1/namespaces/llm-d/services/optimized-baseline-epp:http/proxy/v1/models"]
+                                            "kubeconfig": kubeconfig_file(tmp_path, epp_api)}, capsys)
+    assert code == 0 and proxied(epp_api) == ["/api/v1/namespaces/llm-d/services/optimized-baseline-epp:http/proxy/v1/models"]
 
 
-def test_a_service_with_no_http_port_fails_at_once_naming_its_ports(api, tmp_path, capsys):
-    api.fake.add_service("gaie-sim-epp", EPP_PORTS[:2])
+def test_a_service_with_no_http_port_fails_at_once_naming_its_ports(epp_api, tmp_path, capsys):
+    epp_api.fake.add_service("gaie-sim-epp", EPP_PORTS[:2])
     code, result = run_module(models_info, {"transport": "api_proxy", "namespace": "llm-d", "wait_timeout": 60,
-                                            "service": "gaie-sim-epp", "kubeconfig": kubeconfig(tmp_path, api)}, capsys)
-    assert code == 1 and result["attempts"] == 1 and proxied(api) == []
+                                            "service": "gaie-sim-epp", "kubeconfig": kubeconfig_file(tmp_path, epp_api)}, capsys)
+    assert code == 1 and result["attempts"] == 1 and proxied(epp_api) == []
     assert "Service gaie-sim-epp has several ports and none of them is HTTP" in result["msg"]
     assert "9002/grpc-ext-proc (kubernetes.io/h2c), 9090/http-metrics" in result["msg"]
 
 
-def test_a_port_the_service_does_not_have_fails_at_once(api, tmp_path, capsys):
+def test_a_port_the_service_does_not_have_fails_at_once(epp_api, tmp_path, capsys):
     code, result = run_module(models_info, {"transport": "api_proxy", "namespace": "llm-d", "port": "8081",
                                             "service": "optimized-baseline-epp", "wait_timeout": 60,
-                                            "kubeconfig": kubeconfig(tmp_path, api)}, capsys)
+                                            "kubeconfig": kubeconfig_file(tmp_path, epp_api)}, capsys)
     assert code == 1 and result["attempts"] == 1
     assert "Service optimized-baseline-epp has no port 8081" in result["msg"] and "not a target port" in result["hint"]
 
 
-def test_a_pod_port_name_becomes_its_number(api, tmp_path, capsys):
-    api.fake.add_pod("ms-decode-0", [{"name": "vllm", "ports": [{"name": "vllm", "containerPort": 8200}]}],
-                     init_containers=[{"name": "routing-proxy", "restartPolicy": "Always",
-                                       "ports": [{"name": "sidecar", "containerPort": 8000}]}])
-    api.fake.backends[("pods", "ms-decode-0", "8000")] = Replies(MODELS)
+def test_a_pod_port_name_becomes_its_number(epp_api, tmp_path, capsys):
+    epp_api.fake.add_pod("ms-decode-0", [{"name": "vllm", "ports": [{"name": "vllm", "containerPort": 8200}]}],
+                         init_containers=[{"name": "routing-proxy", "restartPolicy": "Always",
+                                           "ports": [{"name": "sidecar", "containerPort": 8000}]}])
+    epp_api.fake.backends[("pods", "ms-decode-0", "8000")] = Replies(MODELS)
     code, result = run_module(models_info, {"transport": "api_proxy", "namespace": "llm-d", "pod": "ms-decode-0",
-                                            "port": "sidecar", "kubeconfig": kubeconfig(tmp_path, api)}, capsys)
+                                            "port": "sidecar", "kubeconfig": kubeconfig_file(tmp_path, epp_api)}, capsys)
     assert code == 0, result["msg"]
-    assert proxied(api) == ["/api/v1/namespaces/llm-d/pods/ms-decode-0:8000/proxy/v1/models"]
+    assert proxied(epp_api) == ["/api/v1/namespaces/llm-d/pods/ms-decode-0:8000/proxy/v1/models"]
 
 
 def test_resolution_rules():
@@ -132,11 +96,11 @@ def test_resolution_rules():
 
 # ---- item: no credentials at all ----------------------------------------------------------------------------
 
-def test_a_request_without_credentials_says_so_not_rbac(api, tmp_path, capsys):
-    api.fake.forbid_anonymous = True
+def test_a_request_without_credentials_says_so_not_rbac(epp_api, tmp_path, capsys):
+    epp_api.fake.forbid_anonymous = True
     code, result = run_module(models_info, {"transport": "api_proxy", "namespace": "llm-d", "wait_timeout": 60,
                                             "service": "optimized-baseline-epp",
-                                            "kubeconfig": kubeconfig(tmp_path, api, user={})}, capsys)
+                                            "kubeconfig": kubeconfig_file(tmp_path, epp_api, user={})}, capsys)
     assert code == 1 and result["attempts"] == 1
     assert result["msg"].startswith("no credentials reached the Kubernetes API server")
     assert "system:anonymous" in result["msg"] and "kubeconfig" in result["hint"] and "context" in result["hint"]

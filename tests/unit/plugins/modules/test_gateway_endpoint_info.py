@@ -13,31 +13,9 @@ pytest.importorskip("kubernetes")
 
 from ansible_collections.llmd.verify.plugins.modules import gateway_endpoint_info  # noqa: E402
 from ansible_collections.llmd.verify.tests.unit.plugins.modules import module_runner  # noqa: E402
-# The stub API server and the isolation from this machine's kubeconfig, as fixtures.
-from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.test__k8s_client import (  # noqa: E402,F401 pylint: disable=unused-import
-    api,
-    isolated,
-)
 
-NOT_FOUND = (404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "the server could not find it"})
-SERVICES = {"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [
-    {"metadata": {"name": "infra-inference-scheduling-inference-gateway-istio", "namespace": "llm-d"},
-     "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.9", "selector": {"app": "gw"},
-              "ports": [{"name": "status-port", "port": 15021, "protocol": "TCP"},
-                        {"name": "http", "port": 80, "protocol": "TCP"}]}}]}
-
-
-@pytest.fixture
-def cluster(api):
-    """A cluster with a ClusterIP Istio gateway Service, no Gateway API and no Routes."""
-    api.routes.update({
-        "/api/v1/namespaces/llm-d/services": (200, SERVICES),
-        "/apis/networking.k8s.io/v1/namespaces/llm-d/ingresses": (200, {
-            "kind": "IngressList", "apiVersion": "networking.k8s.io/v1", "metadata": {"resourceVersion": "1"},
-            "items": []}),
-    })
-    api.answer = NOT_FOUND
-    return api
+# The stub API server (cluster) and the isolation from this machine's kubeconfig: fixtures of tests/unit/conftest.py.
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def run_module(args, capsys):

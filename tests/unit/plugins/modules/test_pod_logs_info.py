@@ -10,11 +10,8 @@ pytest.importorskip("kubernetes")
 
 from ansible_collections.llmd.verify.plugins.modules import pod_logs_info  # noqa: E402
 from ansible_collections.llmd.verify.tests.unit.plugins.modules import module_runner  # noqa: E402
-from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.fake_pod_logs_api import (  # noqa: E402
-    FakePodLogsApi,
-    pod,
-    stamp,
-)
+# FakePodLogsApi is served by the pod_logs_api fixture of tests/unit/conftest.py.
+from ansible_collections.llmd.verify.tests.unit.fake_pod_logs_api import pod, stamp  # noqa: E402
 
 OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
 PODS = [pod("decode-a", sidecars=["routing-proxy"]), pod("decode-b", sidecars=["routing-proxy"])]
@@ -31,9 +28,8 @@ def run_module(args, capsys):
 
 
 @pytest.fixture
-def api():
-    with FakePodLogsApi(PODS, LOGS, selections={"llm-d.ai/role=decode": ["decode-a", "decode-b"]}) as fake:
-        yield fake
+def api(pod_logs_api):
+    return pod_logs_api(PODS, LOGS, selections={"llm-d.ai/role=decode": ["decode-a", "decode-b"]})
 
 
 def test_reads_filters_and_reports_unchanged(api, capsys):

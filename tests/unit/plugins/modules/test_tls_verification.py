@@ -14,33 +14,13 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.llmd.verify.plugins.modules import inference_check, metrics_info, models_info
-from ansible_collections.llmd.verify.tests.unit.plugins.module_utils.stub_servers import (
-    MODELS,
-    VLLM_METRICS,
-    StubServer,
-    completion,
-    self_signed_tls,
-)
 from ansible_collections.llmd.verify.tests.unit.plugins.modules.module_runner import run_module
 
 pytest.importorskip("cryptography")
 pytest.importorskip("requests")
 
 
-def app(request):
-    if request["path"].startswith("/metrics"):
-        return VLLM_METRICS
-    return MODELS if request["method"] == "GET" else completion()
-
-
-@pytest.fixture
-def https(tmp_path, monkeypatch):
-    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        monkeypatch.delenv(variable, raising=False)
-    with StubServer(app, tls=self_signed_tls(tmp_path)) as server:
-        yield server.url
-
-
+# https: the self-signed HTTPS stand-in, a fixture of tests/unit/conftest.py.
 def test_metrics_info_urls_verify_tls_by_default(https, capsys):
     code, result = run_module(metrics_info, {"urls": [https + "/metrics"]}, capsys)
     assert code == 1 and "TLS failed" in result["msg"] and "CERTIFICATE_VERIFY_FAILED" in result["msg"]

@@ -73,3 +73,24 @@ def test_check_mode_writes_nothing(tmp_path, capsys):
         "dest": str(tmp_path / "r"), "clusters": ["east"], "reports": [result], "_ansible_check_mode": True}, capsys)
     assert code == 0 and summary["changed"] is True and summary["ok"] is True
     assert not os.path.exists(str(tmp_path / "r"))
+
+
+def test_a_run_of_one_cluster_writes_its_summary_with_its_report(tmp_path, capsys):
+    code, result = report(tmp_path, "east", FAILED, capsys, clusters=["east"], summarize=True)
+    assert code == 0
+    summary = result["cluster_summary"]
+    assert summary["files"]["markdown"] == str(tmp_path / "summary.md") and not summary["ok"]
+    assert summary["failed_clusters"] == ["east"]
+    assert "east/report.md" in (tmp_path / "summary.md").read_text()
+    assert len(ET.parse(str(tmp_path / "junit.xml")).getroot().findall("testsuite")) == 1
+    # the same summary as verify_summary writes from the report
+    _code, alone = module_runner.run_module(verify_summary, {"dest": str(tmp_path / "alone"), "clusters": ["east"],
+                                                             "reports": [result]}, capsys)
+    assert alone["summary"][0] == summary["summary"][0] and alone["counts"] == summary["counts"]
+
+
+def test_summarize_refuses_a_run_of_several_clusters_and_the_flat_layout(tmp_path, capsys):
+    code, result = report(tmp_path, "east", PASSED, capsys, clusters=["east", "west"], summarize=True)
+    assert code == 1 and "also verifies west" in result["msg"] and not os.path.exists(str(tmp_path / "east"))
+    code, result = report(tmp_path, "east", PASSED, capsys, clusters=["east"], layout="flat", summarize=True)
+    assert code == 1 and "layout=per_cluster" in result["msg"]

@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: Contributors to the llmd.verify project
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Small HTTP(S) servers on 127.0.0.1 that answer with the real bodies and statuses of the llm-d stack.
+"""The real bodies and statuses of the llm-d stack, and apps that answer with them, for the stub_server
+fixture (tests/unit/conftest.py): an app is app(request) -> (status, headers, body).
 
-    with StubServer(Replies((500, EPP_NO_PODS_GET), (200, MODELS))) as server:   # one answer per request
-        ...server.url...
+    server = stub_server(Replies(EPP_NO_PODS_GET, MODELS))   # one answer per request
+    ...server.url...
     api = FakeApiServer(); api.add_service(...); api.backends[("services", "epp", "http")] = Replies(...)
-    with StubServer(api) as server: ...
+    server = stub_server(api)
 
 The bodies are those of FACTS.md section 4 (the EPP, Envoy, the routing sidecar, the API server proxy).
 FakeApiServer resolves proxy ports as the API server's ResourceLocation does (a Service port number becomes
@@ -15,12 +16,10 @@ its name; no port matches only an unnamed port) and does not pass the caller's A
 
 from __future__ import annotations
 
-import datetime
-import http.server
 import json
 import re
-import ssl
-import threading
+
+import yaml
 
 # ---- the real answers ----------------------------------------------------------------------------
 
@@ -45,6 +44,21 @@ MODELS = (200, {"content-type": "application/json"}, json.dumps({"object": "list
 UNAUTHORIZED_METRICS = (401, {"content-type": "text/plain; charset=utf-8"}, b"Unauthorized\n")
 VLLM_METRICS = (200, {"content-type": "text/plain; version=0.0.4"},
                 b"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"random\"} 0.0\n")
+
+
+# The Service of a standalone EPP in today's guides: ext-proc, metrics, and HTTP to its Envoy sidecar.
+EPP_PORTS = [{"name": "grpc-ext-proc", "port": 9002, "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
+             {"name": "http-metrics", "port": 9090, "protocol": "TCP"},
+             {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8081}]
+# A Service list, and an Istio gateway's ClusterIP Service with no Gateway API and no Routes around it.
+SERVICES = {"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+            "items": [{"metadata": {"name": "gw", "namespace": "llm-d"}, "spec": {"clusterIP": "10.96.0.1"}}]}
+ISTIO_GATEWAY_SERVICES = {"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [
+    {"metadata": {"name": "infra-inference-scheduling-inference-gateway-istio", "namespace": "llm-d"},
+     "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.9", "selector": {"app": "gw"},
+              "ports": [{"name": "status-port", "port": 15021, "protocol": "TCP"},
+                        {"name": "http", "port": 80, "protocol": "TCP"}]}}]}
+NOT_FOUND = (404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "the server could not find it"})
 
 
 def status(code, reason, message):
@@ -72,86 +86,6 @@ class Replies:
         self.seen.append(request)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return answer(request) if callable(answer) else answer
-
-
-# ---- the server ------------------------------------------------------------------------------------
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _serve(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        request = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                   "body": self.rfile.read(length) if length else b""}
-        self.server.requests.append(request)
-        code, headers, body = self.server.app(request)
-        body = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(code)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _serve
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # TLS handshakes refused on purpose
-
-
-class StubServer:
-    """app(request) -> (status, headers, body) served on 127.0.0.1, over TLS when given a server context."""
-
-    def __init__(self, app, tls=None):
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
-        self.httpd.app, self.httpd.requests = app, []
-        if tls is not None:
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def requests(self):
-        return self.httpd.requests
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
-def self_signed_tls(tmp_path):
-    """A server TLS context with a self-signed certificate for 127.0.0.1 (no CA anywhere trusts it)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(7)
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "self.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "self.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(tmp_path / "self.pem"), str(tmp_path / "self.key"))
-    return context
 
 
 # ---- a Kubernetes API server's objects and proxy ---------------------------------------------------
@@ -247,3 +181,27 @@ class FakeApiServer:
             return status(503, "ServiceUnavailable", "error trying to reach service: dial tcp: lookup tcp/%s: unknown port"
                           % port), None
         return None, ("pods", name, {"": "80", "http": "80"}.get(port, port))
+
+
+# ---- a Kubernetes API server that answers from a table ------------------------------------------------
+
+class Routes:
+    """Answers routes[path] (query left out), else answer, each as (status, JSON body): the API server's reads."""
+
+    def __init__(self, answer):
+        self.routes, self.answer = {}, answer
+
+    def __call__(self, request):
+        code, body = self.routes.get(request["path"].split("?")[0], self.answer)
+        return code, {"Content-Type": "application/json"}, body
+
+
+def kubeconfig_file(tmp_path, server, user=None):
+    """A kubeconfig for a stub server, its user a token unless user is given; the path to it."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server.url}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "cluster-token"} if user is None else user}]}))
+    return str(path)
