@@ -4,24 +4,14 @@
 # mode and transport; then each rule is left out in turn, in one scenario where it matters, and a named check
 # fails with the verb and resource refused (stack_info's reads: a warning naming them) while report.json and
 # junit.xml are still written. Then secrets: an API key, the token and -vvv, and neither shows anywhere.
-# It takes 25-30 minutes on 2 cores, so it is `disabled` (not in `make test` yet):
-#   make integration INTEGRATION_ARGS='--allow-disabled rbac'
+# It is part of `make test` (about 10 minutes on a quiet 2-core machine, 25-30 under heavy load); alone:
+#   make integration INTEGRATION_ARGS='rbac'
 set -eux
 
 source ../setup_sandbox/sandbox.sh
 sandbox_only "binds RBAC rules to a ServiceAccount with the sandbox's admin credentials"
 
-# ansible-test runs a copy of this target elsewhere: find the collection where Ansible finds it.
-COLLECTION_ROOT=""
-IFS=: read -r -a collection_paths <<< "${ANSIBLE_COLLECTIONS_PATH:-}"
-for base in "${collection_paths[@]}"; do
-  if [ -d "${base}/ansible_collections/llmd/verify/playbooks" ]; then
-    COLLECTION_ROOT="${base}/ansible_collections/llmd/verify"
-    break
-  fi
-done
-[ -n "${COLLECTION_ROOT}" ] || { echo "set ANSIBLE_COLLECTIONS_PATH to where llmd.verify is installed"; exit 1; }
-export COLLECTION_ROOT
+collection_root
 RBAC_YAML="${COLLECTION_ROOT}/docs/rbac.yaml"
 work=$(mktemp -d)
 trap 'rm -rf "${work}"' EXIT
@@ -128,20 +118,23 @@ models_only=(-e '{"llmd_inference_checks": ["models"], "llmd_logs_enabled": fals
   # task result or output line, report, JUnit file or port-forward state file (kept in a runtime dir of ours).
   # The key goes in through a file of extra vars, so that it is on no command line (ps) either.
   bind
+  { set +x; } 2>/dev/null  # the key and the token must not reach this script's own trace either
   api_key="llmd-test-key-$(python -c 'import secrets; print(secrets.token_hex(16))')"
   (umask 077
    printf '%s\n%s\n' "${api_key}" "$(cat "${work}/sa.token")" > "${work}/secrets"
    printf '{"api_key": "%s", "llmd_api_key": "%s"}\n' "${api_key}" "${api_key}" > "${work}/api_key.json")
+  unset api_key
+  set -x
   runtime="${work}/runtime"
   mkdir -m 700 "${runtime}"
-  XDG_RUNTIME_DIR="${runtime}" KUBECONFIG="${work}/sa.kubeconfig" timeout -k 5 300 ansible-playbook -vvv secrets.yml \
+  XDG_RUNTIME_DIR="${runtime}" KUBECONFIG="${work}/sa.kubeconfig" timeout -k 5 300 ansible-playbook -vvv ../setup_secrets/secrets.yml \
     -i "${COLLECTION_ROOT}/playbooks/inventory/localhost.yml" \
     -e "kubeconfig=${work}/sa.kubeconfig namespace=${SANDBOX_NAMESPACE} secrets_file=${work}/secrets" \
     -e "state_dir=${runtime}/llmd_verify/port_forward" -e "@${work}/api_key.json" \
     > "${work}/secrets.log" 2>&1 || { tail -n 60 "${work}/secrets.log"; exit 1; }
   XDG_RUNTIME_DIR="${runtime}" run secrets-verify -vvv "${guide[@]}" -e "@${work}/api_key.json"
   python rbac.py passed "${work}/secrets-verify" || { tail -n 40 "${work}/secrets-verify.log"; exit 1; }
-  python rbac.py scan "${work}/secrets" "${work}/secrets.log" "${work}/secrets-verify.log" "${work}/secrets-verify" \
+  python ../setup_secrets/secret_scan.py scan "${work}/secrets" "${work}/secrets.log" "${work}/secrets-verify.log" "${work}/secrets-verify" \
     "${runtime}"
   # The forwards are stopped: their state files are gone with them.
   [ -z "$(ls -A "${runtime}/llmd_verify/port_forward")" ] || { ls -la "${runtime}/llmd_verify/port_forward"; exit 1; }
@@ -162,8 +155,7 @@ models_only=(-e '{"llmd_inference_checks": ["models"], "llmd_logs_enabled": fals
   sandbox_up pd-disaggregation
   guide=(-e llmd_guide=pd-disaggregation)
   passes pd "${guide[@]}"
-  # The counters are read before the checks too, and that read failing stops the verification (no ignore_errors):
-  # the failed check is that task until it is recorded as the prefill check.
+  # The counters are read before the checks too; that read failing fails the prefill check with its message.
   refused llmd-verify:pods/proxy:get "prefill|Read the prefill pods' request counters before the checks" get pods/proxy \
     "${guide[@]}" -e llmd_logs_enabled=false
 )

@@ -32,6 +32,21 @@ if [ -z "${LLMD_VERIFY_LEFTOVER_RUN:-}" ]; then
   done
 fi
 
+# ansible-test runs a copy of a target elsewhere: COLLECTION_ROOT is the collection where Ansible finds it.
+collection_root() {
+  local base collection_paths
+  COLLECTION_ROOT=""
+  IFS=: read -r -a collection_paths <<< "${ANSIBLE_COLLECTIONS_PATH:-}"
+  for base in "${collection_paths[@]}"; do
+    if [ -d "${base}/ansible_collections/llmd/verify/playbooks" ]; then
+      COLLECTION_ROOT="${base}/ansible_collections/llmd/verify"
+      break
+    fi
+  done
+  [ -n "${COLLECTION_ROOT}" ] || { echo "set ANSIBLE_COLLECTIONS_PATH to where llmd.verify is installed"; exit 1; }
+  export COLLECTION_ROOT
+}
+
 sandbox_up() {
   local scenario=$1
   shift

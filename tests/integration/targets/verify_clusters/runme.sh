@@ -10,17 +10,7 @@ set -eux
 
 source ../setup_sandbox/sandbox.sh
 sandbox_only "starts three sandboxes at once"
-# ansible-test runs a copy of this target elsewhere: find the collection where Ansible finds it.
-COLLECTION_ROOT=""
-IFS=: read -r -a collection_paths <<< "${ANSIBLE_COLLECTIONS_PATH:-}"
-for base in "${collection_paths[@]}"; do
-  if [ -d "${base}/ansible_collections/llmd/verify/playbooks" ]; then
-    COLLECTION_ROOT="${base}/ansible_collections/llmd/verify"
-    break
-  fi
-done
-[ -n "${COLLECTION_ROOT}" ] || { echo "set ANSIBLE_COLLECTIONS_PATH to where llmd.verify is installed"; exit 1; }
-export COLLECTION_ROOT
+collection_root
 playbook="${COLLECTION_ROOT}/playbooks/verify.yml"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/llmd-verify-clusters.XXXXXX")
