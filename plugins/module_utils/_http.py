@@ -120,37 +120,34 @@ class Response:
             self._on_close()
 
 
-def _reason(exc):
-    """The innermost message of a urllib3/requests exception chain, for a readable error."""
-    while True:
-        inner = getattr(exc, "reason", None) or (exc.args[0] if getattr(exc, "args", None) and isinstance(exc.args[0], BaseException) else None)
-        if inner is None or inner is exc:
-            return str(exc)
+def _chain(exc, follow_cause=True):
+    """exc and the exceptions inside it: urllib3's reason, an exception given as argument, then (with
+    follow_cause) the cause or context. At most 20: a chain is short, and one that loops must not hang."""
+    for _depth in range(20):
+        if exc is None:
+            return
+        yield exc
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in getattr(exc, "args", ()) if isinstance(arg, BaseException)), None)
+        if inner is None and follow_cause:
+            inner = exc.__cause__ or exc.__context__
         exc = inner
 
 
+def _reason(exc):
+    """The innermost message of a urllib3/requests exception chain, for a readable error."""
+    return str(list(_chain(exc, follow_cause=False))[-1])
+
+
 def _is_refused(exc):
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
-            return True
-        seen = getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen) for seen in _chain(exc))
 
 
 def _closed_without_answer(exc):
     """Whether the server (or a proxy or port-forward on the way) closed the connection before any answer."""
-    seen = exc
-    for _depth in range(20):  # a chain is short; one that loops must not hang
-        if seen is None:
-            return False
-        if isinstance(seen, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
-            return True
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((arg for arg in getattr(seen, "args", ()) if isinstance(arg, BaseException)), None)
-        seen = inner or seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(seen, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+               for seen in _chain(exc))
 
 
 def transport_error(exc, target, timeout):

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport, TransportError, http_error, lookup_resolve
+from ansible_collections.llmd.verify.plugins.module_utils._http import HttpTransport, TransportError, http_error, lookup_resolve, transport_error
 
 HOST = "llm.example.test"  # no DNS record: only resolve can reach it
 
@@ -115,6 +115,18 @@ def test_connection_refused_means_not_ready():
     with pytest.raises(TransportError) as caught:
         HttpTransport("http://127.0.0.1:%d" % port, timeout=2).request("GET", "/v1/models")
     assert caught.value.not_ready and caught.value.phase == "connect"
+
+
+def test_an_exception_chain_that_loops_is_read_without_hanging():
+    first, second = OSError("first"), OSError("second")
+    first.reason, second.reason = second, first  # urllib3 chains by reason; nothing stops one from looping
+    error = transport_error(first, "http://x", 1)
+    assert error.msg in ("http://x: first", "http://x: second") and error.phase == "connect"
+    refused = ConnectionRefusedError("[Errno 111] Connection refused")
+    wrapped = OSError("Max retries exceeded")
+    wrapped.reason = "not an exception"  # urllib3 leaves a string there at times: the cause is still read
+    wrapped.__cause__ = refused
+    assert transport_error(wrapped, "http://x", 1).not_ready
 
 
 def test_timeouts_name_their_phase(server):
