@@ -105,6 +105,15 @@ def _default_kubeconfig():
     return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
+def config_digest(params):
+    """A digest of where the client would find its cluster, without building it (or importing kubernetes): the
+    auth options that name no credential, and the kubeconfig's bytes. Equal digests mean the same cluster and
+    context; it is kept in port-forward state files, so no credential option goes into it."""
+    options = {name: value for name, value in auth_options(params).items()
+               if name not in ("api_key", "username", "password")}
+    return _cache_key(options)
+
+
 def _cache_key(options):
     """Digest of the options and of the kubeconfig file's bytes, so an edited kubeconfig gives a new client."""
     digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())

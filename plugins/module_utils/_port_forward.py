@@ -36,7 +36,7 @@ import urllib.error
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, open_url
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
-from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import get_api_client
+from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import config_digest, get_api_client
 from ansible_collections.llmd.verify.plugins.module_utils._port_forward_relay import (
     Forwarder,
     KubectlUpstream,
@@ -380,10 +380,14 @@ TARGET_FIELDS = ("cluster", "context", "namespace", "kind", "name", "remote_port
 
 
 def _target_identity(params, api_client):
-    """What a forward goes to: the fields that identify it, with the local side left out."""
+    """What a forward goes to: the fields that identify it, with the local side left out (and the cluster
+    without an api_client)."""
     target = _target(params)
-    return {"cluster": api_client.configuration.host, "context": params.get("context"), "namespace": params["namespace"],
-            "kind": target["kind"], "name": target["name"], "remote_port": str(params["remote_port"])}
+    identity = {"context": params.get("context"), "namespace": params["namespace"],
+                "kind": target["kind"], "name": target["name"], "remote_port": str(params["remote_port"])}
+    if api_client is not None:
+        identity["cluster"] = api_client.configuration.host
+    return identity
 
 
 def _same_forward(state, target, address=None, local_port=None):
@@ -455,7 +459,8 @@ def ensure_present(params, check_mode=False, warn=None):
     path = os.path.join(directory, forward_key(key) + ".json")
     now = time.time()
     state = {
-        "key": key, "pid": None, "address": address, "local_port": port, "endpoint": endpoint_url(address, port),
+        "key": key, "config": config_digest(params), "pid": None, "address": address, "local_port": port,
+        "endpoint": endpoint_url(address, port),
         "namespace": params["namespace"], "target": _target(params), "settings": settings,
         "started_at": _iso(now), "expires_at": _iso(now + params["lifetime"]),
     }
@@ -476,15 +481,26 @@ def ensure_absent(params, check_mode=False):
     if params.get("all"):
         matches = forwards
     else:
-        target = _target_identity(params, get_api_client(params))
-        if params.get("remote_port") is None:
-            del target["remote_port"]  # any port of the target
-        matches = {path: state for path, state in forwards.items()
-                   if _same_forward(state, target, params.get("address"), params.get("local_port"))}
+        matches = _forwards_to(params, forwards)
     if not check_mode:
         for path, state in matches.items():
             stop_daemon(path, state)
     return {"changed": bool(matches), "stopped": [result_of(state) for state in matches.values()]}
+
+
+def _forwards_to(params, forwards):
+    """The forwards to the target in params. Those started with the same configuration (the same kubeconfig and
+    context) are known to go to its cluster without building a client; only others need the client's address."""
+    target = _target_identity(params, None)
+    if params.get("remote_port") is None:
+        del target["remote_port"]  # any port of the target
+    candidates = {path: state for path, state in forwards.items()
+                  if _same_forward(state, target, params.get("address"), params.get("local_port"))}
+    digest = config_digest(params)
+    if all(state.get("config") == digest for state in candidates.values()):
+        return candidates
+    target["cluster"] = get_api_client(params).configuration.host
+    return {path: state for path, state in candidates.items() if _same_forward(state, target)}
 
 
 def _is_loopback(address):

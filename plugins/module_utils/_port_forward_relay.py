@@ -18,6 +18,7 @@ local port, so it sees every connection: when the pod fails it re-resolves the S
 from __future__ import annotations
 
 import collections
+import importlib
 import os
 import re
 import select
@@ -32,12 +33,19 @@ import time
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._k8s_client import api_server, k8s_get, kubernetes_error
 
-try:
-    import websocket
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.stream.ws_client import websocket_proxycare
-except ImportError:
-    pass  # the module reports the missing kubernetes package before anything here runs
+# websocket-client and the kubernetes client are imported when the first WebSocket is made (_import_websocket):
+# they cost about 0.5 s, which stopping a forward (every verify.yml run does) need not pay.
+websocket = ApiException = websocket_proxycare = None
+
+
+def _import_websocket():
+    global websocket, ApiException, websocket_proxycare  # pylint: disable=global-statement
+    if websocket is None:
+        exceptions = importlib.import_module("kubernetes.client.exceptions")
+        ws_client = importlib.import_module("kubernetes.stream.ws_client")
+        ApiException, websocket_proxycare = exceptions.ApiException, ws_client.websocket_proxycare
+        websocket = importlib.import_module("websocket")
+
 
 BUFFER = 256 * 1024  # bytes read at once from either side
 REPLAY_LIMIT = 1024 * 1024  # what a client may send before the pod answers and still be replayed elsewhere
@@ -136,6 +144,7 @@ class WebSocketStream:
     """One pod port over a v4.channel.k8s.io WebSocket: channel 0 carries data, channel 1 errors."""
 
     def __init__(self, ws, pod):
+        _import_websocket()
         self.ws, self.pod = ws, pod
         self.error = None
         self._skip = {0: 2, 1: 2}  # each channel starts with the port number (uint16) before anything else
@@ -260,6 +269,7 @@ class WebSocketUpstream:
 
     def __init__(self, api_client, namespace, ssl_context):
         self.api_client, self.namespace, self.ssl_context = api_client, namespace, ssl_context
+        _import_websocket()
 
     def open(self, pod, port):
         # param_serialize adds the credentials (refreshing an exec plugin's token) and impersonation headers.

@@ -223,3 +223,37 @@ def test_two_forwards_to_one_target_on_two_given_ports_are_two(fake_daemons):
     other = pf.ensure_absent(_forward(state="absent", service="other"))
     assert other == {"changed": False, "stopped": []}  # another target: nothing of these
     assert len(pf.ensure_absent(_forward(state="absent"))["stopped"]) == 2  # the target, any port
+
+
+def test_a_forward_is_stopped_without_a_client_when_started_with_the_same_configuration(
+        fake_daemons, monkeypatch, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("clusters: [one]\n")
+    started = pf.ensure_present(_forward(local_port=0, kubeconfig=str(kubeconfig), api_key="secret-token"))
+    state_files = [os.path.join(pf.state_dir(), name) for name in os.listdir(pf.state_dir())]
+    assert state_files and not any("secret-token" in open(path).read() for path in state_files)
+
+    def no_client(params):
+        raise AssertionError("a client was built to stop a forward of the same configuration")
+
+    monkeypatch.setattr(pf, "get_api_client", no_client)
+    stopped = pf.ensure_absent(_forward(state="absent", kubeconfig=str(kubeconfig), api_key="another-token"))
+    assert [s["pid"] for s in stopped["stopped"]] == [started["pid"]]
+
+
+def test_a_forward_of_another_configuration_is_stopped_only_if_its_cluster_is_the_same(
+        fake_daemons, monkeypatch, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("clusters: [one]\n")
+    started = pf.ensure_present(_forward(local_port=0, kubeconfig=str(kubeconfig)))
+    kubeconfig.write_text("clusters: [two]\n")  # the same path, now another file: the client must say
+
+    class _Elsewhere:
+        class configuration:  # pylint: disable=invalid-name
+            host = "https://elsewhere.test:6443"
+
+    monkeypatch.setattr(pf, "get_api_client", lambda params: _Elsewhere())
+    assert pf.ensure_absent(_forward(state="absent", kubeconfig=str(kubeconfig))) == {"changed": False, "stopped": []}
+    monkeypatch.setattr(pf, "get_api_client", lambda params: _Client())  # the cluster it was started on
+    stopped = pf.ensure_absent(_forward(state="absent", kubeconfig=str(kubeconfig)))
+    assert [s["pid"] for s in stopped["stopped"]] == [started["pid"]]

@@ -157,7 +157,7 @@ def _refusing_upstream(monkeypatch, status, status_message, body):
                 "Handshake status %d %s -+-+- {'audit-id': 'x'} -+-+- %r" % (status, status_message, body),
                 status, status_message, {"audit-id": "x"}, body)
 
-    monkeypatch.setattr(relay.websocket, "WebSocket", RefusingWebSocket)
+    monkeypatch.setattr(websocket, "WebSocket", RefusingWebSocket)
     configuration = kubernetes.client.Configuration()
     configuration.host = "https://127.0.0.1:6443"
     return relay.WebSocketUpstream(kubernetes.client.ApiClient(configuration), "llm-d", ssl_context=None)
