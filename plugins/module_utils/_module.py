@@ -20,6 +20,7 @@ Anything else is a bug and shows its traceback.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
@@ -43,6 +44,12 @@ class Definition:
     def missing_library(self):
         """(name, import error) of the first library this Python lacks, or None."""
         return next(((name, error) for name, present, error in self.libraries if not present), None)
+
+    def preload(self):
+        """Import the libraries now (the in-controller action does, in the process Ansible forks workers from)."""
+        for name, present, _error in self.libraries:
+            if present:
+                importlib.import_module(name.replace("-", "_"))  # prometheus-client is prometheus_client
 
 
 def k8s_module(options, work, **constraints):

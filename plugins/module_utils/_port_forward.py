@@ -13,8 +13,9 @@ local_port 0 is found by the port it got, or by its target alone. The state dire
 a state file holds the pid, ports, target and the pod reached now, never a credential. A state file whose
 process is gone is stale and removed whenever the directory is read.
 
-The daemon is the module process forked twice (the second child in its own session), so the credentials it
-needs stay in memory: they are never written to a file or put on a command line. The module binds the local
+The daemon is the process that runs the module's work (a module process, or the Ansible worker when the task
+runs in the controller) forked twice, the second child in its own session and holding nothing of its caller's
+but the listener: the credentials it needs stay in memory, never written to a file or put on a command line. The module binds the local
 port itself (a port held by another process is reported at once) and waits on a pipe until the daemon has
 reached the first pod.
 """
@@ -50,6 +51,7 @@ from ansible_collections.llmd.verify.plugins.module_utils._port_forward_relay im
 DEFAULT_LOCAL_PORT = 8000  # the seed's `kubectl port-forward ... 8000:80`
 START_TIMEOUT = 60  # seconds the module waits for the daemon to reach the first pod
 STOP_TIMEOUT = 5  # seconds a daemon gets to end after SIGTERM before SIGKILL
+PROCESS_NAME = "llmd-port-fwd"  # the daemon's name in ps (at most 15 characters)
 SETTINGS = ("backend", "reconnect", "lifetime", "idle_timeout")
 
 
@@ -281,16 +283,42 @@ def wait_for_http(url, timeout):
 # --- the daemon ---------------------------------------------------------------------------------------------------
 
 
-def _detach_stdio():
-    """In the daemon: stdio to /dev/null, as Ansible waits until the module's pipes close.
+def _detach_from_caller(keep):
+    """In the daemon: every descriptor it inherited but those in keep pointed at /dev/null, and the caller's
+    SIGINT and SIGTERM handlers dropped.
 
-    Other descriptors are left to their Python objects (the api client's connections are closed by
-    detach_client_from_files): closing them by number would later close whatever reused the number.
+    The caller is a module process (Ansible reads its stdout until it closes) or an Ansible worker (it holds
+    its controller's pipes, and its handlers signal the worker's process group). A descriptor is pointed at
+    /dev/null rather than closed: a Python object of the caller's still owns its number and closes it when
+    collected, which would otherwise close whatever the daemon opened under that number since. The api
+    client's connections are closed by detach_client_from_files.
     """
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
+    try:
+        inherited = [int(name) for name in os.listdir("/dev/fd")]
+    except OSError:  # no /dev/fd: stdio at least
+        inherited = [0, 1, 2]
+    for fd in inherited:
+        if fd == null or fd in keep:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the listing's own descriptor, closed since
         os.dup2(null, fd)
     os.close(null)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _name_process():
+    """ps and top show the daemon by this name (its command line stays its caller's: ansible-playbook's, or the
+    module's)."""
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(PROCESS_NAME)
+    except OSError:
+        pass  # not Linux: the caller's name
 
 
 def _send(fd, message):
@@ -344,7 +372,8 @@ def start_daemon(listener, api_client, params, state_path, state):
             os.close(read_end)
             os.setsid()
             if os.fork() == 0:
-                _detach_stdio()
+                _detach_from_caller(keep=(listener.fileno(), write_end))
+                _name_process()
                 _run_daemon(listener, write_end, api_client, params, state_path, state)
         finally:
             os._exit(0)  # never return into the module's code

@@ -602,6 +602,11 @@ class Forwarder:
         """Accept until stopped, the lifetime is over or nothing happened for idle_timeout seconds."""
         self.listener.settimeout(TICK)
         signal.signal(signal.SIGTERM, lambda signum, frame: self.stop("stopped (SIGTERM)"))
+        # A signal makes wake_read readable, so the wait below ends at once instead of at its next tick: the
+        # port_forward task that stopped the daemon waits for it to exit.
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write)
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
@@ -617,6 +622,8 @@ class Forwarder:
                 if exited is not None:
                     self.pod_failed(exited, "kubectl exited: %s" % " ".join(self.upstream.stderr))
                 try:
+                    if self.listener not in select.select([self.listener, wake_read], [], [], TICK)[0]:
+                        continue
                     local, _peer = self.listener.accept()
                 except socket.timeout:
                     continue
@@ -629,6 +636,9 @@ class Forwarder:
                     self.last_activity = time.monotonic()
                 threading.Thread(target=self.handle, args=(local,), daemon=True).start()
         finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_read)
+            os.close(wake_write)
             self.listener.close()
             self.upstream.stop()
             with self.lock:

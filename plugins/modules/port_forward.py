@@ -33,12 +33,13 @@ attributes:
   diff_mode:
     support: none
   action:
-    support: partial
+    support: full
     details:
-      - With O(state=absent), when the task runs on the controller (a C(local) connection, without C(become),
-        C(environment) or C(async)), the forwards are stopped in the controller's process, without starting
-        a module process.
-      - O(state=present) always runs as a module, whose process forks the daemon.
+      - When the task runs on the controller (a C(local) connection, without C(become), C(environment) or
+        C(async)), the forward is started or stopped in the controller's process, without starting a module
+        process; the daemon is then forked from the Ansible worker and keeps none of its descriptors but the
+        listener, nor its signal handlers.
+      - It runs as a module, on the task's host, otherwise; the daemon is forked from the module's process.
 options:
   state:
     description:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 from unittest import mock
 
 import pytest
 
 from ansible_collections.llmd.verify.plugins.module_utils._module import Definition
+from ansible_collections.llmd.verify.plugins.plugin_utils._in_controller import InControllerAction
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "modules")) if name.endswith(".py"))
@@ -33,7 +36,7 @@ def test_every_module_has_its_action_and_definition(module):
     assert action.MODULE == module and isinstance(definition, Definition)
 
 
-@pytest.mark.parametrize("module", [m for m in MODULES if m != "port_forward"])
+@pytest.mark.parametrize("module", MODULES)
 def test_a_local_task_runs_in_the_controller(module):
     action, definition = action_of(module)
     assert action.runs_here(definition)
@@ -52,10 +55,26 @@ def test_a_library_the_controller_lacks_makes_it_a_module():
     assert not action.runs_here(definition)
 
 
-def test_a_port_forward_starts_in_a_module_and_stops_in_the_controller():
-    assert not action_of("port_forward", {"state": "present"})[0].runs_here(action_of("port_forward")[1])
-    assert not action_of("port_forward", {})[0].runs_here(action_of("port_forward")[1])  # present is the default
-    assert action_of("port_forward", {"state": "absent"})[0].runs_here(action_of("port_forward")[1])
+@pytest.mark.parametrize("module", MODULES)
+def test_loading_an_action_imports_its_modules_libraries(module):
+    # Ansible loads the action class in the process it forks the task's worker from: what it imports then,
+    # every later worker has.
+    code = "import sys; import ansible_collections.llmd.verify.plugins.action.%s; print(' '.join(sys.modules))" % module
+    collections = os.path.dirname(os.path.dirname(os.path.dirname(ROOT)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([collections, os.environ.get("PYTHONPATH", "")]))
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env).stdout
+    libraries = {name.replace("-", "_") for name, _present, _error in action_of(module)[1].libraries}
+    assert libraries <= set(loaded.split())
+
+
+def test_a_library_that_cannot_be_imported_is_left_to_the_task():
+    definition = Definition({}, None, [("no-such-library", True, None)])
+    with pytest.raises(ImportError):
+        definition.preload()
+    with mock.patch.object(importlib.import_module("ansible_collections.llmd.verify.plugins.modules.stack_info"),
+                           "DEFINITION", definition):
+        class Broken(InControllerAction):  # pylint: disable=unused-variable
+            MODULE = "stack_info"
 
 
 def test_the_module_runs_with_the_tasks_arguments_where_the_controller_may_not():

@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -257,3 +260,31 @@ def test_a_forward_of_another_configuration_is_stopped_only_if_its_cluster_is_th
     monkeypatch.setattr(pf, "get_api_client", lambda params: _Client())  # the cluster it was started on
     stopped = pf.ensure_absent(_forward(state="absent", kubeconfig=str(kubeconfig)))
     assert [s["pid"] for s in stopped["stopped"]] == [started["pid"]]
+
+
+def test_the_daemon_keeps_nothing_of_its_caller_but_what_it_is_given():
+    # An Ansible worker's pipes, or a module's stdout that Ansible reads until it closes: the daemon must not
+    # hold them open, nor keep the caller's signal handlers (a worker's signal its whole process group).
+    callers_read, callers_write = os.pipe()
+    status_read, status_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked child
+        try:
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
+            pf._detach_from_caller(keep=(status_write,))
+            os.write(status_write, b"%d %d\n" % (signal.getsignal(signal.SIGINT) == signal.SIG_DFL,
+                                                 signal.getsignal(signal.SIGTERM) == signal.SIG_DFL))
+            time.sleep(5)
+        finally:
+            os._exit(0)
+    try:
+        os.close(callers_write)
+        os.close(status_write)
+        assert os.read(status_read, 64) == b"1 1\n"
+        # The caller's pipe ends at once although the child lives on: the child's copy points at /dev/null.
+        assert select.select([callers_read], [], [], 2)[0] and os.read(callers_read, 64) == b""
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        os.close(callers_read)
+        os.close(status_read)

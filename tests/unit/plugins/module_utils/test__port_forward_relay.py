@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import time
 
 import kubernetes
@@ -213,3 +216,42 @@ def test_a_refused_connection_is_not_retried_on_other_pods(monkeypatch):
     assert forwarder._open() is None  # pylint: disable=protected-access
     assert time.monotonic() - started < 1 and forwarder.reconnects == 0 and not forwarder.failed
     assert forwarder.last_error.startswith("the Kubernetes credentials may not get pods/portforward")
+
+
+class _IdleUpstream:
+    def take_exit(self):
+        return None
+
+    def stop(self):
+        pass
+
+
+def _catches_sigterm(pid):
+    with open("/proc/%d/status" % pid) as status:
+        caught = next(line.split()[1] for line in status if line.startswith("SigCgt:"))
+    return int(caught, 16) & (1 << (signal.SIGTERM - 1))
+
+
+def test_sigterm_ends_the_daemon_with_its_reason():
+    # The wait is woken by the signal (set_wakeup_fd), not left to its next tick: port_forward state=absent waits
+    # for the daemon to exit.
+    listener = socket.create_server(("127.0.0.1", 0))
+    reason_read, reason_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked child
+        try:
+            forwarder = relay.Forwarder(listener, None, _IdleUpstream(), reconnect=True, lifetime=60, idle_timeout=0)
+            forwarder.serve()
+            os.write(reason_write, forwarder.end_reason.encode())
+        finally:
+            os._exit(0)
+    os.close(reason_write)
+    listener.close()
+    deadline = time.monotonic() + 10
+    while not _catches_sigterm(child) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(child, signal.SIGTERM)
+    _pid, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.read(reason_read, 200) == b"stopped (SIGTERM)"
+    os.close(reason_read)
