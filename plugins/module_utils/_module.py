@@ -84,9 +84,34 @@ def http_module(options, work, mutually_exclusive=()):
                       required_if=API_PROXY_REQUIRED_IF)
 
 
+def not_secret(params):
+    """Values of no_log options that are no secret, so that messages naming them stay readable: kubeconfig given
+    as a path, and of a kubeconfig given as a dictionary all but its users' credentials (kubeconfig is no_log for
+    those). Masked, the file's path or a cluster named "c" would turn every string that holds them into ********."""
+    kubeconfig = params.get("kubeconfig")
+    if isinstance(kubeconfig, str):
+        return {kubeconfig}
+    if not isinstance(kubeconfig, dict):
+        return set()
+    users = kubeconfig.get("users")
+    credentials = [entry.get("user") for entry in users if isinstance(entry, dict)] if isinstance(users, list) else [users]
+    return set(_strings(kubeconfig)) - set(_strings(credentials))
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
 def run_module(definition):
     """A module's main(): AnsibleModule with the definition's options, its libraries checked, its work run."""
     module = AnsibleModule(argument_spec=definition.argument_spec, supports_check_mode=True, **definition.constraints)
+    module.no_log_values.difference_update(not_secret(module.params))
     missing = definition.missing_library()
     if missing:
         module.fail_json(msg=missing_required_lib(missing[0]), exception=missing[1])
@@ -126,6 +151,7 @@ def run_in_process(name, definition, args, check_mode):
         if isinstance(validated.errors[0], UnsupportedError):
             msg = "Unsupported parameters for (%s) module: %s" % (name, msg)
         return remove_values({"failed": True, "changed": False, "msg": msg}, validated._no_log_values)
+    validated._no_log_values.difference_update(not_secret(validated.validated_parameters))
     module = ControllerModule(validated.validated_parameters, check_mode)
     try:
         result = definition.work(module)

@@ -1,6 +1,7 @@
 """The routing sidecar in front of vLLM: its answers while vLLM is down, pass-through, and the P/D protocol."""
 
 import json
+import socket
 import time
 
 import openai
@@ -111,3 +112,19 @@ def test_pd_with_unreachable_prefiller_fails_with_its_status(containers):
         {"model": "m1", "prompt": "Hi"}), headers={"x-prefiller-host-port": f"{random_pod_ip()}:8000"})
     assert answer.status_code == 502
     proxy.wait_for_line(r'"request failed" err="<nil>" code=502')
+
+
+def test_a_client_gone_before_the_answer_is_no_error(containers):
+    # Envoy closes its upstream connection when its own client goes away (the faults soak's pod restarts do):
+    # the sidecar has nobody to answer then, and says nothing (Go's reverse proxy neither).
+    proxy = start_proxy(containers, "legacy")
+    containers("vllm", ["--model", "m1", "--port", "8200", "--startup-seconds", "0", "--time-to-first-token", "300"],
+               pod_ip=proxy.pod_ip, pod="decode-0")
+    wait_until(lambda: requests.get(proxy.url + "/v1/models", timeout=5).status_code == 200, 10, "vLLM up")
+    body = json.dumps({"model": "m1", "prompt": "Hi", "max_tokens": 2}).encode()
+    with socket.create_connection((proxy.pod_ip, 8000), timeout=5) as client:
+        client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: decode-0\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    time.sleep(1)  # past the 300 ms the answer takes, when the sidecar would write it
+    assert requests.get(proxy.url + "/v1/models", timeout=5).status_code == 200
+    assert "Traceback" not in proxy.log()

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "setup_secrets"))
@@ -123,11 +124,31 @@ def forward_state_files(state_dir):
 
 
 def during_pod_restart_port_forward(run, context):
-    """Once the play's forward to the gateway runs (its state file is there), the gateway pod is replaced."""
+    """Once the play's forward to the gateway runs (its state file is there), the play is paused, the gateway pod
+    replaced and a request sent through the forward, which must reach the new pod; then the play goes on. (A play
+    may send its own requests before the pod is gone: it would prove nothing about the forward.)"""
     wait_for(lambda: forward_state_files(context.state_dir), 60, "the play's port-forward")
     check_forward_secrets(context)
+    with open(forward_state_files(context.state_dir)[0]) as handle:
+        endpoint = json.load(handle)["endpoint"]
     name, _entry = run.sandbox.pod("infra-sim-inference-gateway")
-    run.notes.append("gateway pod %s replaced by %s" % (name, run.sandbox.restart_pod(name)))
+    signal_tree(PLAYING[0], signal.SIGSTOP)
+    try:
+        run.notes.append("gateway pod %s replaced by %s" % (name, run.sandbox.restart_pod(name)))
+        wait_for(lambda: answers(endpoint + "/v1/models"), 60, "an answer through the forward after the restart")
+    finally:
+        signal_tree(PLAYING[0], signal.SIGCONT)
+
+
+def answers(url):
+    """Whether url gives an HTTP answer (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def during_pod_restart_stream(run, context):
@@ -260,13 +281,13 @@ PLAYING = []  # the pid of the play that runs, for the SIGTERM of a timeout
 def stop_on_sigterm(signum, _frame):
     """A timeout (runme.sh's, integration.sh's) ends the soak: the play runs in a session of its own, so end it too."""
     for pid in PLAYING:
-        kill_tree(pid)
+        signal_tree(pid)
     sys.exit("soak: stopped by signal %d" % signum)
 
 
-def kill_tree(pid):
-    """SIGKILL to pid and every descendant (Ansible's task workers run in sessions of their own). A forward's
-    daemon has left the tree (it daemonized): it is not killed, and must end by its lifetime."""
+def signal_tree(pid, signum=signal.SIGKILL):
+    """signum (SIGKILL) to pid and every descendant (Ansible's task workers run in sessions of their own). A
+    forward's daemon has left the tree (it daemonized): it is not signalled, and must end by its lifetime."""
     parents = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -283,7 +304,7 @@ def kill_tree(pid):
                 grew = True
     for member in tree:
         try:
-            os.kill(int(member), signal.SIGKILL)
+            os.kill(int(member), signum)
         except ProcessLookupError:
             pass
 
@@ -310,7 +331,7 @@ def play(run, context, fault):
             if fault.killed:
                 wait_for(lambda: forward_state_files(context.state_dir), 60, "the play's port-forward")
                 check_forward_secrets(context)
-                kill_tree(process.pid)
+                signal_tree(process.pid)
                 run.notes.append("ansible-playbook SIGKILLed with its forward running")
             elif fault.during:
                 fault.during(run, context)
@@ -338,7 +359,7 @@ def play(run, context, fault):
     try:
         status = process.wait(RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
-        kill_tree(process.pid)
+        signal_tree(process.pid)
         process.wait()
         errors.append("verify.yml did not end in %d s" % RUN_TIMEOUT)
         status = None

@@ -46,13 +46,14 @@ async def relay(request: web.Request, session: aiohttp.ClientSession, url: str, 
                 response.headers.update(response_headers or {})
                 if upstream.content_length is not None:
                     response.content_length = upstream.content_length
-                await response.prepare(request)
                 try:
+                    await response.prepare(request)
                     async for chunk in upstream.content.iter_any():
                         await response.write(chunk)
                     await response.write_eof()
                 except ConnectionResetError:
-                    pass  # the client went away mid-answer: nothing left to send it to (Go's proxy aborts too)
+                    pass  # the client went away before or during the answer: nothing left to send it to (Go's
+                    # proxy aborts too); aiohttp then ends the request quietly (finish_response)
                 return response
     except TimeoutError:
         if response is None:

@@ -141,3 +141,19 @@ def test_a_header_python_cannot_send_is_named_not_a_unicode_encode_error(nowhere
     code, result = module_runner.run_module(module, dict(args, endpoint=NOWHERE, wait_timeout=0), capsys)
     assert code == 1 and result["msg"] == "%s holds characters an HTTP header cannot carry (only Latin-1)" % option
     assert "t\u0100ken" not in json.dumps(result, ensure_ascii=False)
+
+
+def test_a_kubeconfig_is_readable_in_messages_but_its_credentials(nowhere, capsys):
+    # kubeconfig is no_log for the credentials of a kubeconfig given as a dictionary; the rest is no secret and
+    # stays readable: a file's path, an inline kubeconfig's server and names.
+    module = importlib.import_module("ansible_collections.llmd.verify.plugins.modules.stack_info")
+    path = str(nowhere / "kubeconfig")
+    code, result = module_runner.run_module(module, {"kubeconfig": path, "context": "no-such-context", "namespace": "llm-d"},
+                                            capsys)
+    assert code == 1 and path in result["msg"] and "********" not in json.dumps(result)
+    inline = yaml.safe_load((nowhere / "kubeconfig").read_text())
+    code, result = module_runner.run_module(module, {"kubeconfig": inline, "namespace": "llm-d"}, capsys)
+    assert code == 1 and result["msg"].startswith("cannot reach the Kubernetes API server at https://127.0.0.1:1: ")
+    inline["users"][0]["user"]["token"] = inline["current-context"] = "inline-token-value"  # it reaches the message
+    code, result = module_runner.run_module(module, {"kubeconfig": inline, "namespace": "llm-d"}, capsys)
+    assert code == 1 and "inline-token-value" not in json.dumps(result) and "name ******** in" in result["msg"]
