@@ -15,9 +15,9 @@ process is gone is stale and removed whenever the directory is read.
 
 The daemon is the process that runs the module's work (a module process, or the Ansible worker when the task
 runs in the controller) forked twice, the second child in its own session and holding nothing of its caller's
-but the listener: the credentials it needs stay in memory, never written to a file or put on a command line. The module binds the local
-port itself (a port held by another process is reported at once) and waits on a pipe until the daemon has
-reached the first pod.
+but the listener: the credentials it needs stay in memory, never written to a file or put on a command line.
+The module binds the local port itself (a port held by another process is reported at once) and waits on a
+pipe until the daemon has reached the first pod.
 """
 
 from __future__ import annotations
@@ -403,9 +403,6 @@ def _read_message(fd, timeout):
 
 
 # --- the module's two states --------------------------------------------------------------------------------------
-
-
-TARGET_FIELDS = ("cluster", "context", "namespace", "kind", "name", "remote_port")
 
 
 def _target_identity(params, api_client):

@@ -44,15 +44,14 @@ class InControllerAction(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        definition = self.DEFINITION
-        if not self.runs_here(definition):
+        if not self.runs_here(self.DEFINITION):
             wrap_async = bool(self._task.async_val)
             result.update(self._execute_module(module_name="llmd.verify." + self.MODULE, module_args=self._task.args,
                                                task_vars=task_vars, wrap_async=wrap_async))
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
-        result.update(run_in_process("llmd.verify." + self.MODULE, definition, self._task.args,
+        result.update(run_in_process("llmd.verify." + self.MODULE, self.DEFINITION, self._task.args,
                                      self._play_context.check_mode))
         return result
 
