@@ -472,12 +472,13 @@ def build_request(params, model):
 DEFAULT_PROMPT = "How are you today?"
 
 
-def check_inference(transport, params):
+def check_inference(transport, params, on_first_token=None):
     """Send one completions or chat request and check its answer.
 
     params: api, model, prompt, messages, max_tokens, seed, temperature, extra_body, stream, expect_status and
     the JMESPath expressions of "assert". Returns the result; raises LlmdError with the partial result when
-    the answer is not what was expected.
+    the answer is not what was expected. on_first_token, when given, is called once, when a streamed answer's
+    first token is in.
     """
     model = params.get("model") or _first_model(transport)
     path, body = build_request(params, model)
@@ -487,7 +488,7 @@ def check_inference(transport, params):
               "headers": dict(response.headers), "routing": _routing(response.headers)}
     try:
         if body.get("stream") and response.status == 200 and "text/event-stream" in response.headers.get("content-type", ""):
-            problems = _read_stream(response, params["api"], result)
+            problems = _read_stream(response, params["api"], result, on_first_token)
         else:
             problems = _read_whole(response, params["api"], result, body.get("stream"))
     finally:
@@ -545,10 +546,13 @@ def _read_whole(response, api, result, streamed):
     return problems
 
 
-def _read_stream(response, api, result):
+def _read_stream(response, api, result, on_first_token=None):
     stream = StreamAssembler(api)
     for at, chunk in response.chunks():
         stream.feed(at, chunk)
+        if on_first_token is not None and stream.token_times:
+            on_first_token()
+            on_first_token = None
     ended = stream.last_at if stream.last_at is not None else time.perf_counter()
     completion_tokens = _get(stream.usage, "completion_tokens")
     tokens = completion_tokens if isinstance(completion_tokens, int) and not isinstance(completion_tokens, bool) else len(stream.token_times)

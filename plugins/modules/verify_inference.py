@@ -11,11 +11,12 @@ module: verify_inference
 short_description: Run the inference checks of a verification against one llm-d endpoint
 version_added: 0.1.0
 description:
-  - Runs, in one process and in this order, the checks the M(llmd.verify.verify) role makes of an endpoint
-    and returns one check record for each (RV(checks)), as M(llmd.verify.verify_report) reads them.
+  - Runs, in one process, the checks the M(llmd.verify.verify) role makes of an endpoint and returns one check
+    record for each (RV(checks)), in the order of O(checks)' choices, as M(llmd.verify.verify_report) reads them.
   - V(models) lists the served models and waits until the endpoint is ready, as M(llmd.verify.models_info)
     does; V(completions) and V(chat) send one request each and V(stream) one streamed completion, timed, as
-    M(llmd.verify.inference_check) does. Each request carries a fresh random seed.
+    M(llmd.verify.inference_check) does. Each request carries a fresh random seed. V(completions) and V(chat)
+    are sent while V(stream) streams (O(overlap)).
   - A failed check does not stop the next ones. The module fails when a check it was not told is optional
     (O(optional_checks)) failed; an optional check that fails is recorded as skipped.
 author:
@@ -29,7 +30,8 @@ extends_documentation_fragment:
 options:
   checks:
     description:
-      - The checks to run, in this order whatever the order given.
+      - The checks to run. V(models) goes first (the others ask the model it lists); the records come in this
+        order whatever the order given.
     type: list
     elements: str
     choices: [models, completions, chat, stream]
@@ -66,6 +68,17 @@ options:
     type: list
     elements: str
     default: []
+  overlap:
+    description:
+      - Send the V(completions) and V(chat) checks while the V(stream) check's answer streams, once its first
+        token is in. Its time to first token is measured with no other request of these checks in flight, and
+        the checks take about one answer's time instead of one answer's time each.
+      - The other answers then share the model server with the stream, as a client's requests do. V(false) sends
+        one request at a time, as the seed's procedure does (to measure the stream's inter-token latency alone).
+      - Without V(stream), V(completions) and V(chat) are sent together. Without a model to ask (no O(model)
+        and no V(models) check), requests are sent one at a time, the first answer naming the model.
+    type: bool
+    default: true
 requirements:
   - requests
   - kubernetes (for O(transport=api_proxy))
@@ -118,6 +131,8 @@ ttft_ms:
   type: float
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ansible_collections.llmd.verify.plugins.module_utils._checks import excused, inference_record, models_check
 from ansible_collections.llmd.verify.plugins.module_utils._errors import LlmdError
 from ansible_collections.llmd.verify.plugins.module_utils._module import http_module, run_module
@@ -137,9 +152,9 @@ def request_params(name, model, params):
 
 
 def run_checks(transport, params):
-    """Every check asked for, in CHECKS' order; the records, the models and the TTFT."""
+    """Every check asked for; the records (in CHECKS' order), the models and the TTFT."""
     wanted = [name for name in CHECKS if name in params["checks"]]
-    records, models, model, ttft_ms = [], [], params.get("model"), None
+    records, models, model = [], [], params.get("model")
     unlisted = None  # why no model is known, when /v1/models failed and none was given
     if "models" in wanted:
         try:
@@ -152,28 +167,60 @@ def run_checks(transport, params):
             models = listed["ids"]
             records.append(models_check(listed))
     model = model or (models[0] if models else None)
-    for name in wanted[1:] if "models" in wanted else wanted:
-        if model is None and unlisted is not None:
-            # Asking /v1/models again for each check would only wait for the same failure three times more.
-            records.append(inference_record(name, None, LlmdError(
-                "not sent: no model to ask, since the models check failed (%s)" % unlisted.msg, **unlisted.details)))
-            continue
-        try:
-            result = check_inference(transport, request_params(name, model, params))
-        except LlmdError as error:
-            records.append(inference_record(name, None, error))
-            continue
-        model = model or result.get("model")
-        records.append(inference_record(name, result))
-        if name == "stream":
-            ttft_ms = (result.get("timings") or {}).get("ttft_ms")
+    sends = [name for name in wanted if name != "models"]
+    if model is None and unlisted is not None:
+        # Asking /v1/models again for each check would only wait for the same failure three times more.
+        outcomes = dict((name, (inference_record(name, None, LlmdError(
+            "not sent: no model to ask, since the models check failed (%s)" % unlisted.msg, **unlisted.details)),
+            None)) for name in sends)
+    elif params["overlap"] and model is not None:
+        outcomes = overlapped(lambda name, hook=None: send(transport, name, model, params, hook), sends)
+    else:
+        outcomes = {}
+        for name in sends:
+            outcomes[name] = send(transport, name, model, params)
+            model = model or (outcomes[name][1] or {}).get("model")  # the first answer's, when none was listed
+    records.extend(outcomes[name][0] for name in sends)
+    stream = outcomes.get("stream", (None, None))[1] or {}
     records = [excused(check) if check["name"] in params["optional_checks"] else check for check in records]
-    result = {"checks": records, "models": models, "model": model, "ttft_ms": ttft_ms}
+    result = {"checks": records, "models": models, "model": model,
+              "ttft_ms": (stream.get("timings") or {}).get("ttft_ms")}
     failed = [check for check in records if check["status"] == "failed"]
     if failed:
         raise LlmdError("%d of %d inference checks failed: %s" % (
             len(failed), len(records), "; ".join("%s: %s" % (c["name"], c["message"]) for c in failed)), **result)
     return result
+
+
+def send(transport, name, model, params, on_first_token=None):
+    """One inference check's request: its record and its result (None when it failed)."""
+    try:
+        result = check_inference(transport, request_params(name, model, params), on_first_token)
+    except LlmdError as error:
+        return inference_record(name, None, error), None
+    return inference_record(name, result), result
+
+
+def overlapped(send_one, names):
+    """Each name's send_one(name), the others sent once the stream check's first token is in (or once it ended
+    without one): its TTFT is measured with no other request of the checks in flight, and the checks take about
+    one answer's time instead of one each."""
+    others = [name for name in names if name != "stream"]
+    with ThreadPoolExecutor(max_workers=max(1, len(others)), thread_name_prefix="check") as pool:
+        futures = {}
+
+        def start_others():
+            if not futures:
+                futures.update((name, pool.submit(send_one, name)) for name in others)
+
+        outcomes = {}
+        try:
+            if "stream" in names:
+                outcomes["stream"] = send_one("stream", start_others)
+        finally:
+            start_others()
+        outcomes.update((name, future.result()) for name, future in futures.items())
+    return outcomes
 
 
 DEFINITION = http_module(dict(
@@ -184,6 +231,7 @@ DEFINITION = http_module(dict(
     max_tokens=dict(type="int", default=16, no_log=False),
     wait_timeout=dict(type="float", default=60),
     expected_models=dict(type="list", elements="str", default=[]),
+    overlap=dict(type="bool", default=True),
 ), run_checks)
 
 

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from ansible_collections.llmd.verify.plugins.modules import verify_inference
 from ansible_collections.llmd.verify.tests.unit.stub_answers import ENVOY_NO_HEALTHY_UPSTREAM, MODELS, completion
@@ -96,3 +98,88 @@ def test_an_endpoint_that_never_gets_ready_fails_every_check_with_its_answer(stu
 def test_bad_options_fail_with_the_argument_spec_message(capsys):
     code, result = run_module(verify_inference, {"endpoint": "http://127.0.0.1:1", "checks": ["tokens"]}, capsys)
     assert code == 1 and "checks" in result["msg"] and "tokens" in result["msg"]
+
+
+def _sent(server):
+    """The inference requests in the order they arrived: completions, chat or stream."""
+    names = []
+    for request in server.requests:
+        if request["method"] == "POST":
+            body = json.loads(request["body"])
+            names.append("stream" if body.get("stream") else "chat" if "/chat/" in request["path"] else "completions")
+    return names
+
+
+def test_the_others_are_sent_once_the_streams_first_token_is_in_and_before_it_ends(stub_server, capsys):
+    others_in = threading.Event()
+    arrived = []
+
+    def held_stream():
+        first, rest = _stream_body().split(b"\n\n", 1)
+        yield first + b"\n\n"
+        arrived.append(others_in.wait(10))  # the rest only once completions and chat have both arrived
+        yield rest
+
+    def app(request):
+        if request["method"] == "POST" and len(_sent(server)) == 3:
+            others_in.set()
+        if request["method"] == "POST" and json.loads(request["body"]).get("stream"):
+            return 200, {"content-type": "text/event-stream"}, held_stream()
+        return healthy(request)
+
+    server = stub_server(app)
+    code, result = run_module(verify_inference, {"endpoint": server.url}, capsys)
+    assert code == 0, result
+    assert _sent(server)[0] == "stream" and sorted(_sent(server)[1:]) == ["chat", "completions"]
+    assert arrived == [True]  # both were in flight while the stream still streamed
+    assert [check["name"] for check in result["checks"]] == ["models", "completions", "chat", "stream"]
+    assert all(check["status"] == "passed" for check in result["checks"])
+
+
+def test_without_overlap_one_request_at_a_time_in_the_checks_order(stub_server, capsys):
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def app(request):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.05)
+            return healthy(request)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    server = stub_server(app)
+    code, result = run_module(verify_inference, {"endpoint": server.url, "overlap": False}, capsys)
+    assert code == 0, result
+    assert _sent(server) == ["completions", "chat", "stream"] and most == [1]
+
+
+def test_a_stream_that_fails_before_its_first_token_still_sends_the_others(stub_server, capsys):
+    def no_stream(request):
+        if request["method"] == "POST" and json.loads(request["body"]).get("stream"):
+            return ENVOY_NO_HEALTHY_UPSTREAM
+        return healthy(request)
+
+    server = stub_server(no_stream)
+    code, result = run_module(verify_inference, {"endpoint": server.url}, capsys)
+    statuses = dict((check["name"], check["status"]) for check in result["checks"])
+    assert code == 1 and statuses == {"models": "passed", "completions": "passed", "chat": "passed", "stream": "failed"}
+    assert result["msg"].startswith("1 of 4 inference checks failed: stream: ") and result["ttft_ms"] is None
+
+
+def test_without_a_stream_check_completions_and_chat_go_together(stub_server, capsys):
+    both_in = threading.Barrier(2, timeout=10)
+
+    def app(request):
+        if request["method"] == "POST":
+            both_in.wait()  # breaks, failing the checks, unless the two are in flight at once
+        return healthy(request)
+
+    server = stub_server(app)
+    code, result = run_module(verify_inference, {"endpoint": server.url, "checks": ["models", "chat", "completions"]},
+                              capsys)
+    assert code == 0, result
+    assert [check["name"] for check in result["checks"]] == ["models", "completions", "chat"]
