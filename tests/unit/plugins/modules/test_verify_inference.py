@@ -183,3 +183,13 @@ def test_without_a_stream_check_completions_and_chat_go_together(stub_server, ca
                               capsys)
     assert code == 0, result
     assert [check["name"] for check in result["checks"]] == ["models", "completions", "chat"]
+
+
+def test_without_a_model_to_ask_one_request_at_a_time_the_first_answer_naming_it(stub_server, capsys):
+    server = stub_server(healthy)
+    code, result = run_module(verify_inference, {"endpoint": server.url, "checks": ["completions", "chat", "stream"]},
+                              capsys)
+    assert code == 0, result
+    assert [request["method"] for request in server.requests] == ["GET", "POST", "POST", "POST"]  # listed once
+    assert _sent(server) == ["completions", "chat", "stream"] and result["model"] == "random"
+    assert all(json.loads(r["body"])["model"] == "random" for r in server.requests if r["method"] == "POST")
