@@ -54,7 +54,7 @@ def up(scenario: str, directory: str | os.PathLike, *, watch_pid: int | None = N
                 process.wait(DOWN_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
-        log_tail = (directory / "daemon.log").read_text(errors="replace")[-2000:]
+        log_tail = (directory / "daemon.log").read_text(errors="replace")[-4000:]
         raise SandboxError(f"sandbox {scenario!r} did not start: {answer or f'no answer in {timeout:.0f} s'}\n"
                            f"{log_tail}")
     return read_state(directory)

@@ -365,7 +365,9 @@ class PodRuntime:
             exit_code, started_at, reason = await self.run_once(container)
             if self.stopping:
                 return
-            log.info("pod %s: container %s exited with %d", self.key, container.name, exit_code)
+            log_path = self.log_dir / container.name / f"{container.restart_count}.log"
+            log.info("pod %s: container %s exited with %d%s", self.key, container.name, exit_code,
+                     _last_words(log_path) if exit_code else "")
             container.last_state = {"terminated": {
                 "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
                 "startedAt": started_at, "finishedAt": now_rfc3339(), "containerID": container.container_id}}
@@ -552,6 +554,16 @@ def _select_items(data: dict[str, bytes], items: list | None) -> dict[str, bytes
     if not items:
         return data
     return {item.get("path", item["key"]): data[item["key"]] for item in items if item["key"] in data}
+
+
+def _last_words(log_path: Path, lines: int = 3, width: int = 200) -> str:
+    """The last lines a failed container printed, for the daemon log: when the sandbox does not start, the tail
+    `up` prints then says why a container failed, not only that it did."""
+    try:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join("\n    | " + line.split(" F ", 1)[-1][:width] for line in tail)
 
 
 async def _capture(stream: asyncio.StreamReader, name: str, log_file) -> None:

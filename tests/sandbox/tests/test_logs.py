@@ -177,3 +177,13 @@ def test_previous_shows_the_crashed_containers_log(crashloop):
     assert "torch.OutOfMemoryError: CUDA out of memory" in previous
     also = api.read_namespaced_pod_log(name, CRASHLOOP_NAMESPACE, container="vllm", previous=True)
     assert "torch.OutOfMemoryError: CUDA out of memory" in also
+
+
+def test_the_daemon_log_carries_a_failed_containers_last_words(crashloop):
+    # What `up` prints when a scenario does not start is this log's tail: it says why a container failed.
+    name = crashing_pod(crashloop)
+    log = crashloop.dir / "daemon.log"
+    wait_until(lambda: f"{name}: container vllm exited with 1" in log.read_text(), 30, "vllm's exit in the daemon log")
+    exit_line, *rest = log.read_text().split(f"{name}: container vllm exited with 1", 1)[1].splitlines()[:4]
+    assert exit_line == "" and len(rest) == 3 and all(line.startswith("    | ") for line in rest)
+    assert any("EngineDeadError" in line or "OutOfMemoryError" in line for line in rest)
