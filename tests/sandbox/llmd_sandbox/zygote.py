@@ -167,6 +167,28 @@ def _enter_netns(name: str) -> None:
         os.close(fd)
 
 
+_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
+
+
+def _private_shm() -> None:
+    """A /dev/shm of the container's own, as a pod has one, in a mount namespace that ends with it.
+
+    Envoy as the charts run it keeps hot restart on, and so a shared memory region named by its base id
+    (/dev/shm/envoy_shared_memory_0) that it leaves behind when it exits. On the host's /dev/shm every pod's
+    Envoy of every sandbox would use the same region. (In a pod, its containers share one /dev/shm; here each
+    container has its own: none of the sandbox's containers talk through shared memory.)
+    """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.unshare(os.CLONE_NEWNS)
+    for source, target, kind, flags, data in (
+            (None, b"/", None, _MS_REC | _MS_PRIVATE, None),  # nothing mounted here reaches the host's mounts
+            (b"shm", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=1777,size=64m")):
+        if libc.mount(source, target, kind, flags, data) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"mount {target.decode()}: {os.strerror(error)}")
+
+
 def _run_container(channel: socket.socket, config: bytes, fds: list[int], main: Callable[[], int]) -> None:
     """In the forked child: become the container (stdout/stderr to the node agent's pipes), never return."""
     code = 1
@@ -183,6 +205,7 @@ def _run_container(channel: socket.socket, config: bytes, fds: list[int], main: 
         settings = json.loads(config)
         if settings.get("netns"):
             _enter_netns(settings["netns"])
+            _private_shm()
         if settings.get("exec"):
             command = settings["exec"]
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", **settings.get("env", {})}

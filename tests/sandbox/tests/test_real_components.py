@@ -97,6 +97,16 @@ def test_the_processes_are_the_real_binaries(sim, baseline):
     assert in_baseline["envoy-proxy"] == "envoy" and in_baseline["epp"] == "epp-v1.5.0", in_baseline
 
 
+def test_each_container_has_its_own_dev_shm(baseline):
+    # The chart's Envoy keeps hot restart on: its shared memory region is in its container's /dev/shm, as in a
+    # pod, not in the host's, where every sandbox's Envoys would share one name and leave it behind.
+    [envoy] = [p["pid"] for p in baseline.state["processes"] if p.get("container") == "envoy-proxy"]
+    inside = subprocess.run(["nsenter", "-t", str(envoy), "-m", "ls", "/dev/shm"], capture_output=True, text=True,
+                            check=True, timeout=10).stdout.split()
+    assert "envoy_shared_memory_0" in inside
+    assert os.readlink(f"/proc/{envoy}/ns/mnt") != os.readlink("/proc/self/ns/mnt")  # a mount namespace of its own
+
+
 def test_the_simulator_serves_the_openai_api(sim):
     pod, url = _prefill(sim)
     models = requests.get(f"{url}/v1/models", timeout=5).json()
