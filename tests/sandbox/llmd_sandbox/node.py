@@ -26,6 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from .cluster import NODE_NAME, binaries, die_with_parent
+from .crilog import parse_cri
 from .kube import CONFIG_MAPS, LEASES, NODES, PODS, SECRETS, Cache, Kube, KubeError
 from .netns import PodNetwork
 from .tls import write_private
@@ -214,6 +215,10 @@ class PodRuntime:
     def log_dir(self) -> Path:
         return Path(self.agent.log_root, f"{self.namespace}_{self.name}_{self.uid}")
 
+    def log_path(self, container: Container) -> Path:
+        """The CRI log file of the container's current run (the kubelet keeps one per restart)."""
+        return self.log_dir / container.name / f"{container.restart_count}.log"
+
     @property
     def volume_dir(self) -> Path:
         return Path(self.agent.directory, "pods", self.uid, "volumes")
@@ -365,9 +370,8 @@ class PodRuntime:
             exit_code, started_at, reason = await self.run_once(container)
             if self.stopping:
                 return
-            log_path = self.log_dir / container.name / f"{container.restart_count}.log"
             log.info("pod %s: container %s exited with %d%s", self.key, container.name, exit_code,
-                     _last_words(log_path) if exit_code else "")
+                     _last_words(self.log_path(container)) if exit_code else "")
             container.last_state = {"terminated": {
                 "exitCode": exit_code, "reason": reason or ("Completed" if exit_code == 0 else "Error"),
                 "startedAt": started_at, "finishedAt": now_rfc3339(), "containerID": container.container_id}}
@@ -404,7 +408,7 @@ class PodRuntime:
             config["exec"] = gateway_proxy_command(self.agent.programs["envoy"], self.agent.xds_root, self.name,
                                                    self.namespace, self.labels.get(GATEWAY_NAME_LABEL, ""))
             await _wait_for_file(Path(config["exec"][2]), GATEWAY_CONFIG_WAIT_SECONDS)
-        log_path = self.log_dir / container.name / f"{container.restart_count}.log"
+        log_path = self.log_path(container)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as log_file:  # exists before the status says running
             process = await self.agent.zygote.spawn(json.dumps(config))
@@ -560,10 +564,10 @@ def _last_words(log_path: Path, lines: int = 3, width: int = 200) -> str:
     """The last lines a failed container printed, for the daemon log: when the sandbox does not start, the tail
     `up` prints then says why a container failed, not only that it did."""
     try:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        text = log_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    return "".join("\n    | " + line.split(" F ", 1)[-1][:width] for line in tail)
+    return "".join("\n    | " + line.message[:width] for line in parse_cri(text, [])[-lines:])
 
 
 async def _capture(stream: asyncio.StreamReader, name: str, log_file) -> None:
