@@ -26,8 +26,8 @@ from .cluster import CONTROL_PLANE, DATA_PLANE, ControlPlane, binaries, kubeconf
 from .dataplane import Network
 from .envoy_gateways import EnvoyGateways
 from .gateways import StatusControllers
-from .kube import (CRDS, DEPLOYMENTS, ENDPOINT_SLICES, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES, POOLS,
-                   POOLS_ALPHA, ROUTES, SERVICES, Cache, Kube, KubeError, resource_for)
+from .kube import (CRDS, DEPLOYMENTS, ENDPOINT_SLICES, EVENTS, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, INGRESSES,
+                   PODS, POOLS, POOLS_ALPHA, ROUTES, SERVICES, Cache, Kube, KubeError, resource_for)
 from .netns import PodNetwork
 from .node import NodeAgent, flag_value, is_vllm, milliseconds
 from .scenario import EXPECT_READY_ANNOTATION, Scenario, load
@@ -238,8 +238,37 @@ class Daemon:
                     log.info("waiting: %s", missing)
                     logged = missing
                 if time.monotonic() > deadline:
+                    log.error("pods not ready:%s", await self._unready_pods(admin))
                     raise TimeoutError(f"not ready after {READY_TIMEOUT:.0f} s: {missing}")
                 await asyncio.sleep(0.1)
+
+    async def _unready_pods(self, admin: Kube) -> str:
+        """What `kubectl get pods -A` and the pods' Warning events would say of every pod not Ready, for the
+        daemon log when `up` fails: pending, waiting and why, exited and how."""
+        lines = []
+        with contextlib.suppress(KubeError, aiohttp.ClientError, OSError, TimeoutError):
+            warnings = [e for e in (await admin.list(EVENTS))["items"] if e.get("type") == "Warning"]
+            for pod in (await admin.list(PODS))["items"]:
+                status, meta = pod.get("status") or {}, pod["metadata"]
+                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+                    continue
+                lines.append(f"{meta['namespace']}/{meta['name']}: {status.get('phase', 'no status')}"
+                             f" on {pod['spec'].get('nodeName') or 'no node'}")
+                for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+                    state = container.get("state") or {}
+                    kind = next(iter(state), "unknown")
+                    detail = state.get(kind) or {}
+                    lines.append(f"  {container['name']}: {kind} {detail.get('reason', '')} "
+                                 f"{detail.get('exitCode', '')} restarts {container.get('restartCount', 0)} "
+                                 f"ready {container.get('ready')}".rstrip())
+                for condition in status.get("conditions") or []:
+                    if condition.get("status") != "True":
+                        lines.append(f"  {condition['type']}: {condition.get('reason', '')} "
+                                     f"{condition.get('message', '')}".rstrip())
+                for event in warnings:
+                    if event.get("involvedObject", {}).get("uid") == meta["uid"]:
+                        lines.append(f"  event {event.get('reason')}: {event.get('message')}")
+        return "".join("\n  " + line for line in lines) or " none (or the API server did not answer)"
 
     async def _not_ready(self, admin: Kube, http: aiohttp.ClientSession) -> str:
         for deployment in (await admin.list(DEPLOYMENTS))["items"]:

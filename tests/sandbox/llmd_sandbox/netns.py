@@ -18,6 +18,7 @@ import random
 import secrets
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 
 PREFIX = "llmd"
@@ -63,6 +64,7 @@ class PodNetwork:
     addresses: dict[str, str] = field(default_factory=dict)  # pod uid -> IP
     _next: int = 2
     _reaper: subprocess.Popen | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def bridge(self) -> str:
@@ -92,30 +94,45 @@ class PodNetwork:
         os.set_inheritable(write_end, False)
 
     def add_pod(self, uid: str) -> tuple[str, str]:
-        """A namespace and an address for a pod: (namespace name, IP)."""
-        if uid in self.namespaces:
-            return self.namespaces[uid], self.addresses[uid]
-        taken = set(self.addresses.values())
-        hosts = [str(h) for h in self.pods.hosts()][1:]
-        ip = next(h for h in hosts[self._next - 2:] + hosts if h not in taken)
-        self._next = hosts.index(ip) + 3
+        """A namespace and an address for a pod: (namespace name, IP). Pods are added from several threads at
+        once: the address is taken under a lock, and given back, with what was made, if making it fails."""
+        with self._lock:
+            if uid in self.namespaces:
+                return self.namespaces[uid], self.addresses[uid]
+            taken = set(self.addresses.values())
+            hosts = [str(h) for h in self.pods.hosts()][1:]
+            ip = next(h for h in hosts[self._next - 2:] + hosts if h not in taken)
+            self._next = hosts.index(ip) + 3
+            self.addresses[uid] = ip
         number = int(ipaddress.ip_address(ip)) & 0xFF
         name = f"{PREFIX}-{self.id}-{number}"
         veth = f"{PREFIX}v{self.id}{number}"
-        _ip("netns", "add", name)
-        _ip(batch=f"link add {veth} type veth peer name eth0 netns {name}\n"
-                  f"link set {veth} master {self.bridge} up\n")
-        _ip("-n", name, batch=f"addr add {ip}/24 dev eth0\nlink set eth0 up\nlink set lo up\n")
-        self.namespaces[uid], self.addresses[uid] = name, ip
+        try:
+            _ip("netns", "add", name)
+            _ip(batch=f"link add {veth} type veth peer name eth0 netns {name}\n"
+                      f"link set {veth} master {self.bridge} up\n")
+            _ip("-n", name, batch=f"addr add {ip}/24 dev eth0\nlink set eth0 up\nlink set lo up\n")
+            with self._lock:
+                if self.addresses.get(uid) != ip:
+                    raise RuntimeError(f"pod {uid} was removed while its network was being made")
+                self.namespaces[uid] = name
+        except BaseException:
+            _ip("link", "del", veth, check=False)
+            _ip("netns", "del", name, check=False)
+            with self._lock:
+                if self.addresses.get(uid) == ip:
+                    del self.addresses[uid]
+            raise
         return name, ip
 
     def remove_pod(self, uid: str) -> None:
-        name = self.namespaces.pop(uid, None)
-        ip = self.addresses.pop(uid, None)
+        with self._lock:
+            name = self.namespaces.pop(uid, None)
+            self.addresses.pop(uid, None)  # a pod still being added sees this and undoes its own work
         if name:
             # The veth pair goes with the namespace only once no process is left in it (a container being
             # reaped still holds it): delete the pair itself, so no link outlives the pod.
-            _ip("link", "del", f"{PREFIX}v{self.id}{int(ipaddress.ip_address(ip)) & 0xFF}", check=False)
+            _ip("link", "del", f"{PREFIX}v{self.id}{name.rsplit('-', 1)[1]}", check=False)
             _ip("netns", "del", name, check=False)
 
     def destroy(self) -> None:

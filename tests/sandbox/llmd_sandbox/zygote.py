@@ -60,6 +60,7 @@ class Zygote:
         self.socket: socket.socket | None = None
         self._started: collections.deque[asyncio.Future] = collections.deque()
         self._exits: dict[int, asyncio.Future] = {}
+        self._sending = asyncio.Lock()
 
     @property
     def pid(self) -> int:
@@ -90,13 +91,30 @@ class Zygote:
         loop = asyncio.get_running_loop()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        started = loop.create_future()
-        self._started.append(started)
         try:
-            socket.send_fds(self.socket, [config.encode()], [out_write, err_write])
+            async with self._sending:  # one waiter for room at a time, and requests leave in order
+                while True:
+                    try:
+                        socket.send_fds(self.socket, [config.encode()], [out_write, err_write])
+                        break
+                    except BlockingIOError:  # the zygote's queue is full (many containers at once): wait for room
+                        writable = loop.create_future()
+                        loop.add_writer(self.socket, lambda f=writable: f.done() or f.set_result(None))
+                        try:
+                            await writable
+                        finally:
+                            loop.remove_writer(self.socket)
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
         finally:
             os.close(out_write)
             os.close(err_write)
+        # Answers come in the order the requests were sent; none is read before this line (no await since
+        # the send), so this request's future is the one its answer finds.
+        started = loop.create_future()
+        self._started.append(started)
         pid = await started
         readers = []
         for fd in (out_read, err_read):

@@ -141,6 +141,34 @@ def test_a_pod_no_node_fits_stays_pending_with_the_schedulers_reason(echo):
                                            "affinity/selector.")
 
 
+def test_a_pod_waits_for_its_config_map_and_the_kubelet_says_why(echo):
+    # As the kubelet: the pod stays ContainerCreating with a FailedMount Warning event (what `kubectl describe
+    # pod` shows) while its ConfigMap does not exist, and starts once it does.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "needs-config", "namespace": ECHO_NAMESPACE},
+           "spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "echo", "image": ECHO_IMAGE, "args": ["--http-port", str(HTTP_PORT)],
+                                    "volumeMounts": [{"name": "settings", "mountPath": "/etc/settings"}]}],
+                    "volumes": [{"name": "settings", "configMap": {"name": "later"}}]}}
+    kubectl(echo.sandbox, "apply", "-f", "-", input=json.dumps(pod))
+    try:
+        [event] = wait_until(lambda: get_json(echo, "events", "-n", ECHO_NAMESPACE, "--field-selector",
+                                              "reason=FailedMount,involvedObject.name=needs-config")["items"],
+                             what="the FailedMount event", interval=0.2)
+        assert (event["type"], event["source"]["component"]) == ("Warning", "kubelet")
+        assert event["message"].startswith('MountVolume.SetUp failed for volume "settings" : ')
+        assert '"later" not found' in event["message"]
+        waiting = get_json(echo, "pod", "-n", ECHO_NAMESPACE, "needs-config")["status"]
+        assert waiting["phase"] == "Pending"
+        assert waiting["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+        assert "FailedMount" in kubectl(echo.sandbox, "describe", "pod", "-n", ECHO_NAMESPACE, "needs-config").stdout
+        kubectl(echo.sandbox, "create", "configmap", "-n", ECHO_NAMESPACE, "later", "--from-literal=greeting=hi")
+        kubectl(echo.sandbox, "wait", "-n", ECHO_NAMESPACE, "--for=condition=Ready", "pod/needs-config",
+                "--timeout=30s")
+    finally:
+        kubectl(echo.sandbox, "delete", "-n", ECHO_NAMESPACE, "pod/needs-config", "configmap/later",
+                "--ignore-not-found", "--wait=false")
+
+
 def test_the_node_is_ready_schedulable_and_its_lease_renews(echo, first_lease):
     node = get_json(echo, "node", NODE_NAME)
     conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}

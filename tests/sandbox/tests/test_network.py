@@ -2,14 +2,18 @@
 namespaces have no default route, and the addresses do what a cluster's do: pod IPs answer, the LoadBalancer
 address and the NodePort reach the pods, a ClusterIP does not (no kube-proxy)."""
 
+import concurrent.futures
 import ipaddress
 import json
+import os
 import socket
 import subprocess
 
 import pytest
 import requests
 from cluster_harness import ECHO_NAMESPACE, HTTP_PORT, kubectl
+
+from llmd_sandbox.netns import PodNetwork
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +115,23 @@ def test_a_cluster_ip_does_not_answer_without_kube_proxy(echo):
         probe.settimeout(1)
         with pytest.raises(OSError):  # no ARP answer on the bridge: a timeout, or no route to host
             probe.connect((cluster_ip, 80))
+
+
+def test_pods_added_at_once_get_addresses_and_namespaces_of_their_own():
+    # The node agent sets pods up in threads of their own (asyncio.to_thread): two that picked one address
+    # would have had one of them fail `ip netns add`, and that pod would never start.
+    network = PodNetwork()
+    network.create()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            added = list(pool.map(network.add_pod, [f"uid-{n}" for n in range(16)]))
+        assert len({name for name, _ip in added}) == len({ip for _name, ip in added}) == 16
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert all(name in namespaces for name, _ip in added)
+        network.remove_pod("uid-3")
+        assert network.add_pod("uid-16")[1] not in {ip for uid, ip in network.addresses.items() if uid != "uid-16"}
+    finally:
+        network.destroy()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert f"llmd-{network.id}-" not in namespaces
+    assert not [link for link in os.listdir("/sys/class/net") if network.id in link]
