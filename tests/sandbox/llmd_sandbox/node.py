@@ -296,12 +296,10 @@ class PodRuntime:
         for volume in self.spec.get("volumes") or []:
             try:
                 await self._prepare_volume(volume)
-            except KubeError as exc:
-                raise SetUpError("FailedMount", f'MountVolume.SetUp failed for volume "{volume["name"]}" : '
-                                                f"{exc.message}") from exc
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise SetUpError("FailedMount", f'MountVolume.SetUp failed for volume "{volume["name"]}" : '
-                                                f"{exc!r}") from exc
+            except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                detail = exc.message if isinstance(exc, KubeError) else repr(exc)
+                raise SetUpError("FailedMount",
+                                 f'MountVolume.SetUp failed for volume "{volume["name"]}" : {detail}') from exc
         for container in self.containers:
             for mount in container.spec.get("volumeMounts") or []:
                 source = self.volume_dir / mount["name"]
