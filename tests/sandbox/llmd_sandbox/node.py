@@ -334,10 +334,10 @@ class PodRuntime:
     async def _config_map_files(self, ref: dict) -> dict[str, bytes]:
         try:
             config_map = await self.agent.kube.get(CONFIG_MAPS, self.namespace, ref["name"])
-        except KubeError:
+        except KubeError as exc:
             if ref.get("optional"):
                 return {}
-            raise
+            raise _kubelet_not_found(exc, "configmap", ref["name"]) from None
         data = {k: v.encode() for k, v in (config_map.get("data") or {}).items()}
         data.update({k: base64.b64decode(v) for k, v in (config_map.get("binaryData") or {}).items()})
         return _select_items(data, ref.get("items"))
@@ -346,10 +346,10 @@ class PodRuntime:
         name = ref.get("secretName") or ref.get("name")
         try:
             secret = await self.agent.kube.get(SECRETS, self.namespace, name)
-        except KubeError:
+        except KubeError as exc:
             if ref.get("optional"):
                 return {}
-            raise
+            raise _kubelet_not_found(exc, "secret", name) from None
         data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
         return _select_items(data, ref.get("items"))
 
@@ -607,6 +607,11 @@ class PodRuntime:
                 log.warning("pod %s: status: %r", self.key, exc)
                 self.status_dirty.set()
                 await asyncio.sleep(0.5)
+
+
+def _kubelet_not_found(exc: KubeError, kind: str, name: str) -> KubeError:
+    """A 404 in the kubelet's words (`configmap "x" not found`, where the API server says `configmaps`)."""
+    return KubeError(404, "NotFound", f'{kind} "{name}" not found') if exc.code == 404 else exc
 
 
 def _select_items(data: dict[str, bytes], items: list | None) -> dict[str, bytes]:
