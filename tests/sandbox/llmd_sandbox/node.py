@@ -257,7 +257,8 @@ class PodRuntime:
     async def set_up(self) -> None:
         """The pod's network namespace, then its volumes, retried until both are in place, as the kubelet does:
         meanwhile its containers wait in ContainerCreating, and a Warning event (FailedCreatePodSandBox,
-        FailedMount) says what failed, such as a ConfigMap that does not exist yet. Returns when the pod stops."""
+        FailedMount) says what failed, such as a ConfigMap that does not exist yet. Returns once both are in
+        place, or when the pod stops."""
         delay, reported = SET_UP_RETRY_FIRST_SECONDS, ""
         while not self.stopping:
             try:
@@ -276,14 +277,14 @@ class PodRuntime:
             await asyncio.sleep(delay)
             delay = min(delay * 2, SET_UP_RETRY_MAX_SECONDS)
 
-    async def record_event(self, reason: str, message: str, kind: str = "Warning") -> None:
-        """A core/v1 Event about the pod, as the kubelet's event recorder posts one (`kubectl describe pod`)."""
+    async def record_event(self, reason: str, message: str) -> None:
+        """A Warning core/v1 Event about the pod, as the kubelet's event recorder posts one (`kubectl describe pod`)."""
         now = now_rfc3339()
         event = {"apiVersion": "v1", "kind": "Event",
                  "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
                  "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": self.name,
                                     "namespace": self.namespace, "uid": self.uid},
-                 "reason": reason, "message": message, "type": kind, "count": 1,
+                 "reason": reason, "message": message, "type": "Warning", "count": 1,
                  "firstTimestamp": now, "lastTimestamp": now,
                  "source": {"component": "kubelet", "host": NODE_NAME},
                  "reportingComponent": "kubelet", "reportingInstance": NODE_NAME}
@@ -420,6 +421,8 @@ class PodRuntime:
                 exit_code, started_at, reason = await self.run_once(container)
             except Exception as exc:  # noqa: BLE001 - as the kubelet's RunContainerError: said, backed off, retried
                 log.exception("pod %s: container %s did not start", self.key, container.name)
+                if container.process is not None:  # it failed after the fork: no second copy may run beside it
+                    container.process.kill()
                 container.process, container.started, container.ready = None, False, False
                 exit_code, started_at, reason = 128, now_rfc3339(), "StartError"
                 await self.record_event("Failed", f"Error: {exc!r}")

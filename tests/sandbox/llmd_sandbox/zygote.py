@@ -92,18 +92,7 @@ class Zygote:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
-            async with self._sending:  # one waiter for room at a time, and requests leave in order
-                while True:
-                    try:
-                        socket.send_fds(self.socket, [config.encode()], [out_write, err_write])
-                        break
-                    except BlockingIOError:  # the zygote's queue is full (many containers at once): wait for room
-                        writable = loop.create_future()
-                        loop.add_writer(self.socket, lambda f=writable: f.done() or f.set_result(None))
-                        try:
-                            await writable
-                        finally:
-                            loop.remove_writer(self.socket)
+            await self._send(config.encode(), [out_write, err_write])
         except BaseException:
             os.close(out_read)
             os.close(err_read)
@@ -122,6 +111,23 @@ class Zygote:
             await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r), os.fdopen(fd, "rb", 0))
             readers.append(reader)
         return ContainerProcess(pid, readers[0], readers[1], self._exit_future(pid))
+
+    async def _send(self, message: bytes, fds: list[int]) -> None:
+        """Sends one request, waiting for room while the zygote's queue is full (many containers at once). One
+        sender at a time: one waiter for room, and requests leave in the order their answers are expected."""
+        loop = asyncio.get_running_loop()
+        async with self._sending:
+            while True:
+                try:
+                    socket.send_fds(self.socket, [message], fds)
+                    return
+                except BlockingIOError:
+                    writable = loop.create_future()
+                    loop.add_writer(self.socket, lambda: writable.done() or writable.set_result(None))
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(self.socket)
 
     def _exit_future(self, pid: int) -> asyncio.Future:
         if pid not in self._exits:
